@@ -1,0 +1,47 @@
+# `make book` and `make test` do all set-up on a fresh machine: create .venv, install, then build / test.
+# A second run reinstalls nothing unless requirements.txt or pyproject.toml changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: book test install system-deps notebooks release clean help
+
+help:
+	@echo "make book      build the web book into _build/html (warnings are errors)"
+	@echo "make test      run every test: unit tests, nbval of all notebooks, release sync, grading"
+	@echo "make notebooks re-execute chapter and solution notebooks in place (after editing a .py)"
+	@echo "make release   regenerate exercises/ from solutions/ with nbgrader"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -e .
+	touch $@
+
+install: $(STAMP) system-deps
+
+# Debian packages the tests need (installed when missing, as root; see README).
+system-deps:
+	@bash scripts/system-deps.sh
+
+book: install
+	@start=$$(date +%s); \
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going || exit 1; \
+	echo "book built in $$(( $$(date +%s) - start )) s: _build/html/index.html"
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
+	    --nbval-sanitize-with nbval_sanitize.cfg tests chapters solutions
+
+notebooks: install
+	$(BIN)/jupytext --sync chapters/*.py solutions/*/*.py
+	$(BIN)/python scripts/execute_notebooks.py chapters/*.ipynb solutions/*/*.ipynb
+
+release: install
+	$(BIN)/nbgrader generate_assignment --all --force --CourseDirectory.db_url=sqlite:///:memory:
+
+clean:
+	rm -rf _build course artifacts

@@ -1,0 +1,40 @@
+"""nbgrader configuration: run plain `nbgrader ...` from the repository root.
+
+Layout (see README, "Instructors"):
+  solutions/<assignment>/       instructor source (committed)
+  exercises/<assignment>/       student release made by `nbgrader generate_assignment` (committed)
+  course/                       git-ignored workspace: submissions, autograded, feedback, gradebook
+"""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "bufferbook"
+c.CourseDirectory.root = HERE
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = os.path.join("course", "submitted")
+c.CourseDirectory.autograded_directory = os.path.join("course", "autograded")
+c.CourseDirectory.feedback_directory = os.path.join("course", "feedback")
+c.CourseDirectory.solution_directory = os.path.join("course", "solution")
+c.CourseDirectory.source_with_tests_directory = os.path.join("course", "source_with_tests")
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "course", "gradebook.db")
+# Paired jupytext sources (*.py) are the instructor's review copy: never release them.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
+
+# A student who deletes or edits a test cell gets it back (otherwise it scores 0 silently).
+c.OverwriteCells.add_missing_cells = True
+# Each cell gets this long when grading; an infinite loop fails its cell, grading goes on.
+c.Execute.timeout = 60
+c.Execute.interrupt_on_timeout = True
+
+
+# What replaces a solution region in the student release. Each task's comments and docstring
+# (kept, outside the region) say what to write.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE: follow the steps in the comments above, then run the tests below.\n"
+              "raise NotImplementedError(\"write your answer here (see the steps above)\")"
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
