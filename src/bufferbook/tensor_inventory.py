@@ -1,0 +1,156 @@
+"""A table of every tensor a module holds: parameters, buffers and plain tensor attributes.
+
+Chapter 1 ("Buffers vs parameters") builds this view; later chapters print it to show what
+`.to()`, `state_dict()` and the optimizer do and do not see.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> print(format_inventory(tensor_inventory(nn.BatchNorm1d(3))))  # doctest: +NORMALIZE_WHITESPACE
+    name                 kind       persistent  in_state_dict  dtype    device  shape  requires_grad
+    -------------------  ---------  ----------  -------------  -------  ------  -----  -------------
+    weight               parameter  True        True           float32  cpu     (3,)   True
+    bias                 parameter  True        True           float32  cpu     (3,)   True
+    running_mean         buffer     True        True           float32  cpu     (3,)   False
+    running_var          buffer     True        True           float32  cpu     (3,)   False
+    num_batches_tracked  buffer     True        True           int64    cpu     ()     False
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+KINDS = ("parameter", "buffer", "plain")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a module, as `tensor_inventory` reports it (Chapter 1, section 1.6).
+
+    name           dotted name from the inspected module, e.g. ``"sub.running_mean"``
+    kind           ``"parameter"``, ``"buffer"`` (registered) or ``"plain"`` (a tensor attribute
+                   that is neither: `.to()` and `state_dict()` never see it)
+    persistent     what the module declares: a buffer's own flag (False after
+                   ``register_buffer(..., persistent=False)``), True for a parameter, False for a
+                   plain attribute. Never None: ``None``-registered slots are not listed at all.
+    dtype, device, shape, requires_grad   read from the tensor itself
+    in_state_dict  whether ``name`` is a key of ``module.state_dict()`` (observed, not inferred)
+    """
+    name: str
+    kind: str
+    persistent: bool
+    dtype: torch.dtype
+    device: torch.device
+    shape: tuple
+    requires_grad: bool
+    in_state_dict: bool
+
+
+def _info(name, kind, persistent, tensor, state_keys):
+    return TensorInfo(name=name, kind=kind, persistent=persistent, dtype=tensor.dtype,
+                      device=tensor.device, shape=tuple(tensor.shape),
+                      requires_grad=tensor.requires_grad, in_state_dict=name in state_keys)
+
+
+def _dotted(prefix, name):
+    return f"{prefix}.{name}" if prefix else name
+
+
+def tensor_inventory(module, recurse=True):
+    """List every tensor ``module`` holds, as `TensorInfo` rows (Chapter 1, section 1.6).
+
+    Rows come in this order: parameters (as ``named_parameters()`` yields them), then buffers
+    (as ``named_buffers()`` yields them), then plain tensor attributes (tensors in a module's
+    ``__dict__``, which is where ``self.x = torch.zeros(3)`` puts them), module by module in
+    ``named_modules()`` order. With ``recurse=False`` only ``module``'s own tensors are listed.
+
+    A slot registered as ``None`` (``register_buffer("x", None)``) holds no tensor and is
+    skipped, exactly as ``buffers()`` and ``state_dict()`` skip it. A tensor shared by two
+    names (tied weights) is listed once, under its first name, as ``named_parameters()`` does.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+    state_keys = set(module.state_dict().keys())
+    rows = []
+    for name, param in module.named_parameters(recurse=recurse):
+        rows.append(_info(name, "parameter", True, param, state_keys))
+    for name, buf in module.named_buffers(recurse=recurse):
+        owner_path, _, leaf = name.rpartition(".")
+        owner = module.get_submodule(owner_path)
+        persistent = leaf not in owner._non_persistent_buffers_set
+        rows.append(_info(name, "buffer", persistent, buf, state_keys))
+    owners = module.named_modules() if recurse else [("", module)]
+    for prefix, owner in owners:
+        for attr, value in vars(owner).items():
+            if isinstance(value, torch.Tensor):  # registered tensors live in _parameters/_buffers
+                rows.append(_info(_dotted(prefix, attr), "plain", False, value, state_keys))
+    return rows
+
+
+def _cell(value):
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    return str(value)
+
+
+def format_inventory(rows):
+    """Render `TensorInfo` rows as a fixed-width text table (Chapter 1, section 1.6).
+
+    Columns: name, kind, persistent, in_state_dict, dtype (without ``torch.``), device, shape,
+    requires_grad. Widths fit the longest entry; the same rows always give the same text.
+    An empty list gives the header and the line ``(no tensors)``.
+    """
+    columns = ["name", "kind", "persistent", "in_state_dict", "dtype", "device", "shape",
+               "requires_grad"]
+    table = [[_cell(getattr(row, col)) for col in columns] for row in rows]
+    widths = [max([len(col)] + [len(line[i]) for line in table]) for i, col in enumerate(columns)]
+
+    def render(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    lines = [render(columns), render("-" * w for w in widths)]
+    lines += [render(line) for line in table] or ["(no tensors)"]
+    return "\n".join(lines)
+
+
+# The widget of section 1.6: how the demo module stores its tensor `stat`.
+STORAGE_CHOICES = (
+    "register_buffer",
+    "register_buffer(persistent=False)",
+    "nn.Buffer",
+    "plain attribute",
+    "nn.Parameter",
+)
+
+
+class _Demo(nn.Module):
+    """A linear layer plus one extra tensor `stat`, stored the way `how` says."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        stat = torch.zeros(2)
+        if how == "register_buffer":
+            self.register_buffer("stat", stat)
+        elif how == "register_buffer(persistent=False)":
+            self.register_buffer("stat", stat, persistent=False)
+        elif how == "nn.Buffer":
+            self.stat = nn.Buffer(stat)
+        elif how == "plain attribute":
+            self.stat = stat
+        elif how == "nn.Parameter":
+            self.stat = nn.Parameter(stat)
+        else:
+            raise ValueError(f"how must be one of {STORAGE_CHOICES}, got {how!r}")
+
+
+def demo_module(how):
+    """Build the section-1.6 demo: ``linear`` (an ``nn.Linear(2, 2)``) and a tensor ``stat``
+    (zeros, float32) stored as ``how`` says, one of `STORAGE_CHOICES` (Chapter 1, section 1.6).
+    Raises ValueError for any other ``how``."""
+    return _Demo(how)
+
+
+def demo_inventory(how, dtype=torch.float64):
+    """What the section-1.6 widget shows: the inventory of ``demo_module(how)`` after
+    ``.to(dtype)`` (Chapter 1, section 1.6). Only a registered ``stat`` follows ``dtype``."""
+    return tensor_inventory(demo_module(how).to(dtype))
