@@ -4,17 +4,17 @@ The trap this chapter is about: ``buf[idx] += 1`` reads ``buf[idx]``, adds one a
 result back, so an index that appears twice in ``idx`` is still incremented only once.
 ``index_add_``, ``index_put_(..., accumulate=True)`` and ``scatter_add_`` add once per occurrence.
 
-- `compare_index_updates` runs every method on the same indices (section 4.6, the widget);
-- `parse_indices` and `format_table` turn the widget's text field into indices and the result
-  into a table;
-- `Counter` counts the ids it has seen in a long buffer (section 4.4);
+- `Counter` counts the ids it has seen in a long buffer (section 4.6);
 - `ClassMeanTable` keeps a running mean per class with ``index_add_`` of sums and counts
-  (section 4.5).
+  (section 4.7);
+- `compare_index_updates` runs every method on the same indices (section 4.8, the widget);
+  `parse_indices` and `format_table` turn the widget's text field into indices and the result
+  into a table.
 """
 import torch
 from torch import nn
 
-# Section 4.6: the methods `compare_index_updates` runs, in table order.
+# Section 4.8: the methods `compare_index_updates` runs, in table order.
 METHODS = (
     "buf[idx] = value",
     "buf[idx] += value",
@@ -25,7 +25,7 @@ METHODS = (
 
 
 def compare_index_updates(size, indices, value=1):
-    """Chapter 4, section 4.6: apply ``value`` at ``indices`` with each method in `METHODS`.
+    """Chapter 4, section 4.8: apply ``value`` at ``indices`` with each method in `METHODS`.
 
     Every method starts from its own zero long buffer of length ``size``. Returns a dict
     ``{method name: resulting buffer}`` in `METHODS` order, plus ``"expected"``: what adding
@@ -63,7 +63,7 @@ def compare_index_updates(size, indices, value=1):
 
 
 def parse_indices(text):
-    """Chapter 4, section 4.6: turn the widget's text such as ``"1, 3, 3, 0"`` into ``[1, 3, 3, 0]``.
+    """Chapter 4, section 4.8: turn the widget's text such as ``"1, 3, 3, 0"`` into ``[1, 3, 3, 0]``.
 
     Commas and spaces both separate; an empty text gives ``[]``. Raises ValueError naming the
     first piece that is not a whole number.
@@ -79,7 +79,7 @@ def parse_indices(text):
 
 
 def format_table(results):
-    """Chapter 4, section 4.6: one row per method, one column per slot, as aligned text.
+    """Chapter 4, section 4.8: one row per method, one column per slot, as aligned text.
 
     ``results`` is what `compare_index_updates` returns. Each method's row ends with ``ok``
     when it equals the ``expected`` row (``value`` added once per occurrence), else ``LOST``.
@@ -102,7 +102,7 @@ def format_table(results):
 
 
 class Counter(nn.Module):
-    """Chapter 4, section 4.4: count how often each id in ``[0, num_ids)`` has been seen.
+    """Chapter 4, section 4.6: count how often each id in ``[0, num_ids)`` has been seen.
 
     ``counts`` is a long buffer (saved in the state dict, moved by ``.to(device)``, and kept
     long by ``.half()`` / ``.double()``, which only cast floating-point tensors). ``forward``
@@ -127,7 +127,7 @@ class Counter(nn.Module):
 
 
 class ClassMeanTable(nn.Module):
-    """Chapter 4, section 4.5: running mean feature vector per class, updated by index.
+    """Chapter 4, section 4.7: running mean feature vector per class, updated by index.
 
     Two buffers: ``sums`` (float, ``num_classes x dim``) and ``counts`` (long, ``num_classes``).
     In training mode ``forward(features, labels)`` adds each row of ``features`` to the row of
