@@ -20,6 +20,8 @@ c.CourseDirectory.autograded_directory = os.path.join("course", "autograded")
 c.CourseDirectory.feedback_directory = os.path.join("course", "feedback")
 c.CourseDirectory.solution_directory = os.path.join("course", "solution")
 c.CourseDirectory.source_with_tests_directory = os.path.join("course", "source_with_tests")
+# SQLite cannot create the gradebook's folder: make the (git-ignored) workspace on first use.
+os.makedirs(os.path.join(HERE, "course"), exist_ok=True)
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "course", "gradebook.db")
 # Paired jupytext sources (*.py) are the instructor's review copy: never release them.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]

@@ -1,0 +1,87 @@
+"""A temporary nbgrader course for tests: the repo's own nbgrader_config.py, a copy of one
+assignment's instructor source, and the real nbgrader CLI. Used by the grading round trip and the
+release-sync test."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir()
+                     if (p / f"{p.name}.ipynb").is_file())
+
+
+def nbgrader(course, *args, check=True):
+    """Run the nbgrader CLI in ``course`` (which holds its own copy of nbgrader_config.py)."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_course(tmp_path, aid):
+    """A course folder laid out like the repo: config, solutions/<aid>, then the generated release."""
+    course = tmp_path / "course_root"
+    course.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions" / aid, course / "solutions" / aid)
+    nbgrader(course, "generate_assignment", aid, "--force")
+    return course
+
+
+def graded_cells(nb):
+    """{grade_id: points} for every graded cell of a notebook."""
+    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader.get("points", 0)
+            for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def question_points(nb, question):
+    return sum(p for gid, p in graded_cells(nb).items() if gid.startswith(question + "_"))
+
+
+def answer_cell(nb, question):
+    matches = [c for c in nb.cells
+               if c.metadata.get("nbgrader", {}).get("grade_id") == f"{question}_answer"]
+    assert len(matches) == 1, f"expected one cell with grade_id {question}_answer"
+    return matches[0]
+
+
+def solved_release(course, aid):
+    """The student release with every answer cell filled in from the instructor source."""
+    source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    release = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", as_version=4)
+    for cell in release.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            src = [c for c in source.cells
+                   if c.metadata.get("nbgrader", {}).get("grade_id") == meta["grade_id"]][0]
+            cell.source = src.source
+    return release
+
+
+def submit(course, aid, student, nb_or_text):
+    folder = course / "course" / "submitted" / student / aid
+    folder.mkdir(parents=True)
+    path = folder / f"{aid}.ipynb"
+    if isinstance(nb_or_text, str):
+        path.write_text(nb_or_text)
+    else:
+        nbformat.write(nb_or_text, path)
+
+
+def scores(course, aid, students):
+    """{student: {grade_id: score}} read from the gradebook (autograde's exit code is unreliable)."""
+    out = {}
+    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
+        for student in students:
+            nb = gb.find_submission_notebook(aid, aid, student)
+            out[student] = {g.name: g.score for g in nb.grades}
+    return out

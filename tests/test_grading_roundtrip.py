@@ -1,0 +1,120 @@
+"""The instructor flow end to end with the real nbgrader CLI, in a temporary course.
+
+For every assignment in solutions/: the solution scores full marks, the blank release scores 0, and
+each planted wrong answer (tests/planted/<assignment>.py) loses exactly its question's points.
+For chapter 1 also: a syntax error, an infinite loop (the cell times out, grading finishes), a
+deleted test cell (restored and graded) and an invalid-JSON notebook (a clear error naming the
+file; the other students are still graded); then feedback and the CSV export, checked.
+"""
+import csv
+import importlib.util
+import re
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from nbgrader_course import (ASSIGNMENTS, ROOT, answer_cell, graded_cells, make_course, nbgrader,
+                             question_points, scores, solved_release, submit)
+
+EDGE_CASE_ASSIGNMENT = "ch01_buffers"
+CELL_TIMEOUT = 15  # seconds per cell in these tests; the course default is in nbgrader_config.py
+
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+def planted_wrong_answers(aid):
+    path = ROOT / "tests" / "planted" / f"{aid}.py"
+    assert path.is_file(), f"{path} is missing: every assignment needs planted wrong answers"
+    spec = importlib.util.spec_from_file_location(f"planted_{aid}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WRONG_ANSWERS
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_solution_full_blank_zero_wrong_answers_lose_their_points(tmp_path, aid):
+    course = make_course(tmp_path, aid)
+    source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    points = graded_cells(source)
+    total = sum(points.values())
+    questions = sorted({gid.split("_")[0] for gid in points})
+    assert len(questions) >= 3 and total > 0, f"{aid}: needs at least 3 graded questions"
+    for q in questions:  # each question has a visible and a hidden test
+        assert {f"{q}_visible", f"{q}_hidden"} <= set(points), f"{aid}: {q} needs both tests"
+
+    wrong = planted_wrong_answers(aid)
+    assert set(wrong) == set(questions), f"{aid}: one planted wrong answer per question"
+    submit(course, aid, "solution", solved_release(course, aid))
+    submit(course, aid, "blank", nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", 4))
+    for q, src in wrong.items():
+        nb = solved_release(course, aid)
+        answer_cell(nb, q).source = src
+        submit(course, aid, f"wrong-{q}", nb)
+
+    nbgrader(course, "autograde", aid, f"--Execute.timeout={CELL_TIMEOUT}", check=False)
+    students = ["solution", "blank", *(f"wrong-{q}" for q in wrong)]
+    got = scores(course, aid, students)
+
+    assert got["solution"] == {gid: float(p) for gid, p in points.items()}, "solution: full marks"
+    assert sum(got["blank"].values()) == 0, f"blank release scored {got['blank']}"
+    for q in wrong:
+        lost = {gid: p for gid, p in points.items() if got[f"wrong-{q}"][gid] != p}
+        assert set(lost) == {g for g in points if g.startswith(q + "_")}, (
+            f"wrong answer to {q} should lose exactly {q}'s tests, lost {sorted(lost)}")
+        assert sum(got[f"wrong-{q}"].values()) == total - question_points(source, q)
+
+
+@pytest.mark.skipif(EDGE_CASE_ASSIGNMENT not in ASSIGNMENTS, reason="chapter 1 assignment missing")
+def test_broken_submissions_feedback_and_export(tmp_path):
+    aid = EDGE_CASE_ASSIGNMENT
+    course = make_course(tmp_path, aid)
+    source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    points = graded_cells(source)
+    total = sum(points.values())
+
+    submit(course, aid, "solution", solved_release(course, aid))
+    syntax = solved_release(course, aid)
+    answer_cell(syntax, "q1").source = "def broken(:\n    pass"
+    submit(course, aid, "syntax-error", syntax)
+    loop = solved_release(course, aid)
+    answer_cell(loop, "q1").source = "while True:\n    pass"
+    submit(course, aid, "infinite-loop", loop)
+    deleted = solved_release(course, aid)
+    deleted.cells = [c for c in deleted.cells
+                     if c.metadata.get("nbgrader", {}).get("grade_id") != "q2_visible"]
+    submit(course, aid, "deleted-test", deleted)
+    submit(course, aid, "invalid-json", '{"cells": [ this is not json')
+
+    proc = nbgrader(course, "autograde", aid, f"--Execute.timeout={CELL_TIMEOUT}", check=False)
+    log = proc.stdout + proc.stderr
+    assert re.search(r"error processing assignment.*invalid-json", log), "names the submission"
+    assert "Notebook does not appear to be JSON" in log, "says what is wrong with it"
+    graded = ["solution", "syntax-error", "infinite-loop", "deleted-test"]
+    got = scores(course, aid, graded)
+
+    q1 = question_points(source, "q1")
+    assert sum(got["solution"].values()) == total
+    assert sum(got["syntax-error"].values()) == total - q1, "a syntax error loses only q1"
+    assert sum(got["infinite-loop"].values()) == total - q1, "a timeout loses only q1"
+    assert got["deleted-test"]["q2_visible"] == points["q2_visible"], "deleted test restored"
+    assert sum(got["deleted-test"].values()) == total
+    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
+        ids = {s.student.id for s in gb.assignment_submissions(aid)}
+    assert set(graded) <= ids, "the other students are graded despite the broken notebook"
+
+    nbgrader(course, "generate_feedback", aid)
+    for student in graded:
+        html = course / "course" / "feedback" / student / aid / f"{aid}.html"
+        assert html.is_file(), f"no feedback for {student}"
+        score, out_of = re.search(r"Score: ([\d.]+) / ([\d.]+)", html.read_text()).groups()
+        assert (float(score), float(out_of)) == (sum(got[student].values()), total)
+
+    nbgrader(course, "export", "--to", str(course / "grades.csv"))
+    with open(course / "grades.csv") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    for student in graded:
+        assert float(rows[student]["raw_score"]) == sum(got[student].values())
+        assert float(rows[student]["max_score"]) == total
+    assert float(rows["invalid-json"]["score"]) == 0, "the broken submission is listed with 0"
