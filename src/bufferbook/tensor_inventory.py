@@ -24,7 +24,7 @@ KINDS = ("parameter", "buffer", "plain")
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor of a module, as `tensor_inventory` reports it (Chapter 1, section 1.6).
+    """One tensor of a module, as `tensor_inventory` reports it (Chapter 1, section 1.2).
 
     name           dotted name from the inspected module, e.g. ``"sub.running_mean"``
     kind           ``"parameter"``, ``"buffer"`` (registered) or ``"plain"`` (a tensor attribute
@@ -56,7 +56,7 @@ def _dotted(prefix, name):
 
 
 def tensor_inventory(module, recurse=True):
-    """List every tensor ``module`` holds, as `TensorInfo` rows (Chapter 1, section 1.6).
+    """List every tensor ``module`` holds, as `TensorInfo` rows (Chapter 1, section 1.2).
 
     Rows come in this order: parameters (as ``named_parameters()`` yields them), then buffers
     (as ``named_buffers()`` yields them), then plain tensor attributes (tensors in a module's
@@ -93,7 +93,7 @@ def _cell(value):
 
 
 def format_inventory(rows):
-    """Render `TensorInfo` rows as a fixed-width text table (Chapter 1, section 1.6).
+    """Render `TensorInfo` rows as a fixed-width text table (Chapter 1, section 1.2).
 
     Columns: name, kind, persistent, in_state_dict, dtype (without ``torch.``), device, shape,
     requires_grad. Widths fit the longest entry; the same rows always give the same text.
