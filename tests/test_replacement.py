@@ -5,7 +5,7 @@ from torch import nn
 
 from bufferbook.checks import error_message
 from bufferbook.replacement import (FACT_COLUMNS, NEW_FILL, OLD_FILL, STRATEGIES, describe_replacement,
-                                    facts_table, replace_buffer)
+                                    facts_table, lab_table, replace_buffer)
 
 
 class Block(nn.Module):
@@ -200,3 +200,24 @@ def test_facts_table_has_header_one_line_per_row_and_errors():
     assert lines[2].split()[0] == "copy_"
     assert "copy_ raised: The size of tensor a (3) must match" in text
     assert "rebind raised" not in text
+
+
+def test_lab_table_all_lists_every_strategy_in_order():
+    lines = lab_table().splitlines()
+    assert [line.split()[0] for line in lines[1:]] == list(STRATEGIES)
+
+
+def test_lab_table_one_strategy_follows_the_controls():
+    text = lab_table("copy_", dtype=torch.float64, shape=(2, 3))
+    lines = text.splitlines()
+    assert len(lines) == 3 and lines[1].split()[0] == "copy_"
+    assert lines[2] == ("copy_ raised: output with shape [3] doesn't match the broadcast shape [2, 3]")
+    row = lab_table("data", dtype=torch.float16, shape=(2, 3)).splitlines()[1].split()
+    assert row[0] == "data" and row[-3:] == ["float16", "(2,", "3)"]
+    rebind = lab_table("rebind", persistent=False).splitlines()[1].split()
+    assert rebind[FACT_COLUMNS.index("in_state_dict")] == "False"
+
+
+def test_lab_table_unknown_strategy_raises():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        lab_table("assign")

@@ -13,7 +13,8 @@ Seven strategies, named as the chapter names them (section 2.2 to 2.4, 2.6):
 | `"load_state_dict_assign"` | `module.load_state_dict({"buf": new}, strict=False, assign=True)` |
 
 `replace_buffer` runs one of them; `describe_replacement` runs one on a fresh demo module and
-returns the facts the chapter's lab (section 2.9) shows; `facts_table` formats rows of facts.
+returns the facts the chapter's lab (section 2.9) shows; `facts_table` formats rows of facts and
+`lab_table` is what the lab displays for its control values.
 
     >>> row = describe_replacement("rebind")
     >>> row["still_registered"], row["holder_sees_new"]
@@ -137,3 +138,12 @@ def facts_table(rows):
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     lines += [f"{row['how']} raised: {row['error']}" for row in rows if row["error"] is not None]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def lab_table(how="all", dtype=torch.float32, shape=(3,), persistent=True):
+    """What the chapter's lab shows for its control values: the ``facts_table`` of strategy
+    ``how`` (every strategy for ``"all"``) with a new value of ``dtype`` and ``shape``
+    (Chapter 2, section 2.9)."""
+    chosen = list(STRATEGIES) if how == "all" else [how]
+    return facts_table([describe_replacement(h, dtype=dtype, shape=shape, persistent=persistent)
+                        for h in chosen])
