@@ -97,8 +97,9 @@ assert table.tolist() != loop
 by_hand = torch.zeros(5, dtype=torch.long)
 gathered = by_hand[ids]              # a copy, one entry per occurrence
 gathered += 1
-by_hand[ids] = gathered              # index_put_ without accumulation
+assert by_hand.tolist() == [0, 0, 0, 0, 0]   # the copy changed, the buffer did not
 assert gathered.tolist() == [1, 1, 1, 1]
+by_hand[ids] = gathered              # index_put_ without accumulation
 assert torch.equal(by_hand, counts)
 
 # %% [markdown]
@@ -123,6 +124,8 @@ assert buf.tolist() == [1, 1, 1, 1]
 # %%
 # Assignment with duplicates: the winner is undefined; assert only what is guaranteed.
 doc = " ".join(torch.Tensor.index_put_.__doc__.split())
+assert ("The expression ``tensor.index_put_(indices, values)`` is equivalent to "
+        "``tensor[indices] = values``.") in doc
 assert "If accumulate is ``False``, the behavior is undefined if indices contain duplicate elements." in doc
 buf = torch.zeros(5, dtype=torch.long)
 buf[ids] = torch.tensor([10, 20, 30, 40])
@@ -244,10 +247,20 @@ assert message == "masked_fill_ only supports boolean masks, but got mask with d
 # %% [markdown]
 # ## 4.5 Integer buffers keep their dtype
 #
-# Counts belong in a `long` buffer: a `float32` count stops being exact above $2^{24}$. In-place
-# updates never change a tensor's dtype, so a float operand meets one of three fates: an
-# error, a silent truncation, or (when the buffer is *replaced* rather than updated) a silent
-# promotion to float. First the errors.
+# Counts belong in a `long` buffer. In-place updates never change a tensor's dtype, so a float
+# operand meets one of three fates: an error, a silent truncation, or (when the buffer is
+# *replaced* rather than updated) a silent promotion to float. Why not simply use a float
+# buffer? Above $2^{24}$, `float32` cannot count: adding 1 changes nothing.
+
+# %%
+# A float32 count stops counting at 2**24; a long count does not.
+as_float = torch.tensor(2.0**24)
+as_long = torch.tensor(2**24)
+assert (as_float + 1).item() == 2**24 and as_float.dtype == torch.float32
+assert (as_long + 1).item() == 2**24 + 1
+
+# %% [markdown]
+# First the errors.
 
 # %%
 # In-place float updates of a long buffer: torch's exact messages.
