@@ -132,6 +132,7 @@ stats(torch.randn(8, 3) - 5.0)                     # the module updates its new 
 assert stats.running_mean is not before
 assert as_list[0] is before and tracker.tensors[0] is before
 assert torch.equal(log[-1], log[0])                # the hook logs the same old values again
+assert not torch.equal(log[-1], torch.zeros(3))    # ... which are not the reset
 assert not torch.equal(log[-1], stats.running_mean)
 print("hook sees the module's buffer:", torch.equal(log[-1], stats.running_mean))
 print("list holds the module's buffer:", as_list[0] is stats.running_mean)
