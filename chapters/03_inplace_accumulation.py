@@ -47,8 +47,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bufferbook.accumulation import (RunningStats, ema_figure, ema_trajectory, sample_stream,
-                                     update_factor)
+from bufferbook.accumulation import (RunningStats, ema_figure, ema_trajectory, graph_size,
+                                     sample_stream, update_factor)
 from bufferbook.checks import error_message
 from bufferbook.palette import use_book_style
 
@@ -161,7 +161,7 @@ for m in (0.01, 0.1, 0.5):
     torch.testing.assert_close(ema_trajectory(constant, m), 2.0 * (1 - (1 - m) ** steps))
 slow = ema_trajectory(constant, 0.01)[-1].item()
 print(f"momentum 0.01, after 100 steps: {slow:.3f} of 2.0")
-assert 1.25 < slow < 1.27
+assert 1.25 < slow < 1.27 and 0.3 < (1 - 0.01) ** 100 < 0.4  # about a third still the initial 0
 
 # %% [markdown]
 # On noisy data the momentum trades speed for noise: a large momentum reaches the true mean fast
@@ -220,6 +220,8 @@ widgets.interactive(show_ema, momentum=slider)
 # one training step of BatchNorm1d, redone by hand
 torch.manual_seed(1)
 bn = nn.BatchNorm1d(3)  # momentum=0.1
+assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))
+assert bn.num_batches_tracked.item() == 0
 x = torch.randn(4, 3) * 2 + 1
 y = bn(x)
 n, m = x.shape[0], bn.momentum
@@ -310,8 +312,9 @@ for momentum in (0.1, None):
 # %% [markdown]
 # ## 3.4 `eval()` stops nothing by itself
 #
-# `module.eval()` only sets `self.training = False` on every submodule. BatchNorm *reads* that
-# flag; a module of your own that does not read it keeps updating in eval mode.
+# `module.eval()` is `module.train(False)`: it sets the `training` flag of the module and of every
+# submodule, and touches no buffer. BatchNorm *reads* that flag; a module of your own that does
+# not read it keeps updating in eval mode.
 
 # %%
 # a tracker without the training check keeps accumulating after eval()
@@ -326,6 +329,13 @@ class UncheckedTracker(nn.Module):
             self.running_mean.lerp_(x.mean(), self.momentum)
         return x
 
+
+net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.BatchNorm1d(2)))
+net(torch.randn(4, 2))
+saved = {k: v.clone() for k, v in net.state_dict().items()}
+net.eval()
+assert all(m.training is False for m in net.modules())
+assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())  # eval() changed no tensor
 
 unchecked, checked = UncheckedTracker().eval(), EMATracker().eval()
 assert unchecked.training is False and checked.training is False
@@ -396,9 +406,26 @@ assert msg == GRAPH_FREED
 print(msg)
 
 # %% [markdown]
-# (With `retain_graph=True` it would "work" and the buffer's history would grow by one step per
-# batch: a memory leak.) The fix is to compute the new value outside autograd, with
-# `torch.no_grad()` or `.detach()`; then the buffer has no history and training runs on.
+# `backward(retain_graph=True)` makes the error go away, and that is worse: every step's graph
+# stays alive, chained through the buffer. `graph_size` (in `bufferbook.accumulation`) counts the
+# autograd nodes a tensor holds on to; for this buffer it grows with every batch, a memory leak.
+
+# %%
+# retain_graph=True "works": the buffer's history grows by the same number of nodes every step
+torch.manual_seed(0)
+layer, leaking = nn.Linear(4, 4), DraggingScale()
+sizes = []
+for seed in range(4):
+    torch.manual_seed(seed)
+    leaking(layer(torch.randn(8, 4))).sum().backward(retain_graph=True)
+    sizes.append(graph_size(leaking.scale))
+steps = [b - a for a, b in zip(sizes, sizes[1:])]
+assert all(s > 0 for s in steps) and len(set(steps)) == 1
+print("autograd nodes held by the buffer after each step:", sizes)
+
+# %% [markdown]
+# The fix is to compute the new value outside autograd, with `torch.no_grad()` or `.detach()`;
+# then the buffer has no history and training runs on.
 
 # %%
 # fixed: the rebinding update under no_grad keeps the buffer free of autograd history
@@ -408,13 +435,19 @@ class RebindingScale(AbsMaxScale):
             self.scale = self.scale * (1 - self.momentum) + y.abs().max() * self.momentum
 
 
-torch.manual_seed(0)
-layer, rebinding = nn.Linear(4, 4), RebindingScale()
-for seed in range(3):
-    train_step(rebinding, layer, seed)
-assert not rebinding.scale.requires_grad and rebinding.scale.grad_fn is None
-assert rebinding.scale.item() != 1.0
-print("three training steps, buffer requires grad:", rebinding.scale.requires_grad)
+class DetachedScale(AbsMaxScale):
+    def update(self, y):
+        self.scale = self.scale * (1 - self.momentum) + y.detach().abs().max() * self.momentum
+
+
+for fixed in (RebindingScale(), DetachedScale()):
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 4)
+    for seed in range(3):
+        train_step(fixed, layer, seed)
+    assert not fixed.scale.requires_grad and graph_size(fixed.scale) == 0
+    assert fixed.scale.item() != 1.0
+    print(type(fixed).__name__, "after three steps, buffer requires grad:", fixed.scale.requires_grad)
 
 # %% [markdown]
 # ## 3.6 Autograd trap 2: updating in place a tensor saved for backward
@@ -423,6 +456,14 @@ print("three training steps, buffer requires grad:", rebinding.scale.requires_gr
 # Autograd records the saved tensor's *version counter*, which every in-place operation bumps.
 # Updating the buffer in place after using it makes `backward()` fail, and wrapping the update
 # in `torch.no_grad()` does not help: no_grad stops recording, not version counting.
+
+# %%
+# every in-place operation bumps the version counter, under no_grad too
+t = torch.ones(())
+with torch.no_grad():
+    t.lerp_(torch.tensor(5.0), 0.1)
+assert t._version == 1
+print("version after one in-place update under no_grad:", t._version)
 
 # %%
 # the in-place update under no_grad: backward refuses the modified saved tensor
@@ -501,8 +542,10 @@ for fix in (CloneScale(), DeferredScale()):
     print(type(fix).__name__, "gradient correct:", torch.allclose(got, correct))
 
 data_scale = DataScale()
+version = data_scale.scale._version
 got, correct = weight_grad(data_scale, scale_before=2.0)
 scale_after = data_scale.scale.item()
+assert data_scale.scale._version == version + 1  # fill_ bumped it; the .data update did not
 assert not torch.allclose(got, correct)
 torch.testing.assert_close(got, correct * 2.0 / scale_after)  # divided by the *new* scale
 print("DataScale gradient correct:", torch.allclose(got, correct))
@@ -524,8 +567,8 @@ print("RebindingScale gradient correct:", torch.allclose(got, correct))
 # %% [markdown]
 # ## 3.7 `torch.inference_mode`
 #
-# `torch.inference_mode()` is a faster `no_grad`: tensors *created* inside it are *inference
-# tensors*, which autograd refuses to track later. In-place updates of an existing, normal
+# `torch.inference_mode()` goes further than `no_grad`: tensors *created* inside it are
+# *inference tensors*, which autograd refuses to track later. In-place updates of an existing, normal
 # buffer inside it are fine: they happen (inference mode is not `eval()`), and the buffer stays a
 # normal tensor, so training afterwards works.
 

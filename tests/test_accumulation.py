@@ -9,7 +9,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bufferbook.accumulation import (RunningStats, ema_figure, ema_trajectory,  # noqa: E402
-                                     sample_stream, update_factor)
+                                     graph_size, sample_stream, update_factor)
 from bufferbook.checks import error_message  # noqa: E402
 from bufferbook.palette import COLORS  # noqa: E402
 
@@ -107,6 +107,23 @@ def test_single_sample_in_training_raises_batchnorm_message():
     ours = error_message(RunningStats(3), x, expected=ValueError)
     theirs = error_message(nn.BatchNorm1d(3), x, expected=ValueError)
     assert ours == theirs
+
+
+def test_graph_size_counts_distinct_nodes():
+    x = torch.ones(2, requires_grad=True)
+    assert graph_size(x) == 0 and graph_size(x.detach() * 2) == 0
+    with torch.no_grad():
+        assert graph_size(x * 2) == 0
+    # Add <- Mul, Mul <- one shared AccumulateGrad for x: 4 distinct nodes
+    assert graph_size(x * 2 + x * 3) == 4
+    y = x * 2
+    assert graph_size(y + y) == 3  # the shared Mul node is counted once
+    chain = x
+    sizes = []
+    for _ in range(3):
+        chain = chain * 2
+        sizes.append(graph_size(chain))
+    assert sizes == [2, 3, 4]
 
 
 def test_ema_trajectory_closed_form_on_a_constant_stream():

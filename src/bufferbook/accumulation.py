@@ -2,6 +2,7 @@
 
 - `update_factor`: the weight BatchNorm gives the newest batch (momentum, or 1/n when it is None).
 - `RunningStats`: BatchNorm1d's running-statistics rule written out (no affine part).
+- `graph_size`: how many autograd nodes a tensor drags along (section 3.5's leak).
 - `ema_trajectory`: every estimate a moving-average buffer goes through (section 3.2's plot).
 - `sample_stream`, `ema_figure`: the seeded data and the figure behind section 3.2's slider.
 """
@@ -64,6 +65,22 @@ class RunningStats(nn.Module):
             self.running_mean.lerp_(mean, factor)
             self.running_var.lerp_(var * n / (n - 1), factor)  # unbiased: stored
         return (x - mean) / torch.sqrt(var + self.eps)
+
+
+def graph_size(tensor):
+    """Chapter 3, section 3.5: the number of autograd nodes reachable from ``tensor.grad_fn``.
+
+    0 for a tensor without history (a leaf, or a result computed under ``torch.no_grad()``).
+    A buffer that keeps growing this number from step to step is holding on to old graphs.
+    """
+    seen, stack = set(), [tensor.grad_fn] if tensor.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(child for child, _ in node.next_functions if child is not None)
+    return len(seen)
 
 
 def ema_trajectory(xs, momentum, init=0.0):
