@@ -27,13 +27,19 @@ install: $(STAMP) system-deps
 system-deps:
 	@bash scripts/system-deps.sh
 
-book: install
+# Browser assets the web book serves itself (require.js, ipywidgets embed manager, MathJax):
+# npm ci of the versions pinned in package-lock.json, copied into git-ignored book/_static/vendor/.
+.PHONY: web-assets
+web-assets:
+	@bash scripts/vendor_web_assets.sh
+
+book: install web-assets
 	@start=$$(date +%s); \
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going || exit 1; \
 	echo "book built in $$(( $$(date +%s) - start )) s: _build/html/index.html"
 
-test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval --nbval-current-env \
+test: book
+	$(BIN)/python -m pytest -n 2 --nbval --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg tests chapters solutions
 
 notebooks: install

@@ -13,6 +13,19 @@ def _cuda_available():
     return torch.cuda.is_available()
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, the cells of one notebook run on one worker, in order (they share a
+    kernel); every other test is scheduled on its own, so slow grading tests spread out."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".ipynb") else nodeid
+
+    return NotebookScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     if _cuda_available():
         return
