@@ -73,6 +73,7 @@ module.register_buffer("counts", counts)
 assert module.counts is counts                # the very tensor passed in, not a copy
 assert module._buffers["counts"] is counts    # filed in _buffers ...
 assert "counts" not in module.__dict__        # ... and not in the instance __dict__
+assert nn.Module.__getattr__(module, "counts") is counts   # found by Module.__getattr__
 print("stored object is the tensor passed:", module.counts is counts)
 print("_buffers keys:", list(module._buffers))
 
@@ -622,9 +623,10 @@ print("TypeError:", message)
 #
 # It is sometimes claimed that changes a `forward` makes to a buffer are undone after the call.
 # In plain PyTorch that is false: a buffer is an ordinary tensor held by the module, and an
-# in-place update in `forward` stays, exactly as BatchNorm's running statistics do. Updates are
-# lost only in specific set-ups that run `forward` on a *copy* of the module, such as the
-# replicas of `nn.DataParallel`; chapter 3 shows those.
+# in-place update in `forward` stays, exactly as BatchNorm's running statistics do. Updates can
+# be lost in specific set-ups that run `forward` on copies of the module or on tensors passed in
+# from outside, such as the replicas of `nn.DataParallel` on two or more GPUs, or
+# `torch.func.functional_call`; {doc}`chapter 3 <03_inplace_accumulation>` shows those.
 #
 # The module below counts its calls and accumulates the column sums of its inputs, in place, in
 # the style of `torch/nn/modules/batchnorm.py`: buffers created in `__init__`, updated in place.
