@@ -574,6 +574,7 @@ def small_buffer_ops(n_buffers, numel, device=None, weight=0.1, dtype=torch.floa
     ``python loop`` calls ``lerp_`` per buffer (one launch each); ``torch._foreach_lerp_`` updates
     them all with multi-tensor kernels (on the simulated device: one launch of one kernel);
     ``graph replay of the loop`` (CUDA or simulated, or ``graph=True``) replays the captured loop.
+    On a real device the loop and ``_foreach`` callables return the list of buffers.
     """
     graph = is_cuda(device) or isinstance(device, SimulatedDevice) if graph is None else graph
     if isinstance(device, SimulatedDevice):
@@ -594,8 +595,12 @@ def small_buffer_ops(n_buffers, numel, device=None, weight=0.1, dtype=torch.floa
         def loop():
             for b, x in zip(bufs, xs):
                 b.lerp_(x, weight)
-        fns = {"python loop": loop,
-               "torch._foreach_lerp_": lambda: torch._foreach_lerp_(bufs, xs, weight)}
+            return bufs
+
+        def foreach():
+            torch._foreach_lerp_(bufs, xs, weight)
+            return bufs
+        fns = {"python loop": loop, "torch._foreach_lerp_": foreach}
     if graph:
         fns["graph replay of the loop"] = graph_replay(loop, device)
     return fns
@@ -689,7 +694,8 @@ def device_name(device=None):
         return f"{device.name} {device!r}"
     if is_cuda(device):
         return torch.cuda.get_device_name(torch.device(device))
-    return f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU {platform.machine()} ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def run_header(device=None):
