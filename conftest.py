@@ -1,8 +1,11 @@
 """Root pytest configuration shared by unit tests and nbval runs.
 
 CUDA-only notebook cells carry the cell tag `requires-cuda`. Without a CUDA device they are
-skipped (and reported as skipped); on a GPU runner they run like every other cell.
+skipped (and reported as skipped); on a GPU runner they run like every other cell. With
+REQUIRE_CUDA=1 (the GPU CI job) a missing CUDA device is an error, never a silent skip.
 """
+import os
+
 import pytest
 
 CUDA_TAG = "requires-cuda"
@@ -29,6 +32,8 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     if _cuda_available():
         return
+    if os.environ.get("REQUIRE_CUDA") == "1":
+        raise pytest.UsageError("REQUIRE_CUDA=1 but torch sees no CUDA device: CUDA cells would skip")
     skip = pytest.mark.skip(reason=f"cell tagged {CUDA_TAG!r} needs a CUDA device")
     for item in items:
         cell = getattr(item, "cell", None)  # nbval items carry their notebook cell

@@ -26,6 +26,12 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "course", "gradeboo
 # Paired jupytext sources (*.py) are the instructor's review copy: never release them.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
 
+# `nbgrader zip_collect <assignment>`: put the files or zip archives downloaded from your LMS in
+# course/downloaded/<assignment>/archive/, each notebook named <student_id>__<assignment>.ipynb.
+c.ZipCollectApp.downloaded_directory = os.path.join("course", "downloaded")
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/(?P<student_id>[A-Za-z0-9.-]+)__(?P<file_id>[A-Za-z0-9_]+\.ipynb)$")
+
 # A student who deletes or edits a test cell gets it back (otherwise it scores 0 silently).
 c.OverwriteCells.add_missing_cells = True
 # Each cell gets this long when grading; an infinite loop fails its cell, grading goes on.
@@ -40,3 +46,14 @@ c.ClearSolutions.code_stub = {
               "raise NotImplementedError(\"write your answer here (see the steps above)\")"
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# ---- Sandboxed autograding (src/sandboxed_grading; instructor guide: book/grading-safely.md) ----
+# Student code runs in bubblewrap (no network, no solutions/, course/ or home; limits on memory,
+# processes, file size and time); solutions/<aid>/verdicts.py probes are compared with the
+# reference solution outside the student's process; dead kernels and unreadable notebooks are
+# scored 0 instead of dropped; course/reports/<aid>.md lists every flagged submission.
+# No sandbox here? Grading refuses; SANDBOXED_GRADING_ALLOW_UNSANDBOXED=1 overrides (unsafe).
+from sandboxed_grading import configure as _sandboxed_grading  # noqa: E402
+
+_sandboxed_grading(c)
+# ---- end of sandboxed autograding ----

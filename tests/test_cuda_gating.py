@@ -50,3 +50,14 @@ def test_cuda_cell_runs_when_gpu_reported(pytester):
         pytest.skip("real GPU: covered by the GPU job")
     result = _run(pytester, cuda_available=True)
     result.assert_outcomes(passed=1, failed=1)
+
+
+def test_require_cuda_turns_a_missing_gpu_into_an_error(pytester, monkeypatch):
+    """The GPU CI job sets REQUIRE_CUDA=1: on a machine without CUDA the run must fail, not skip."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("real GPU: the error path is not taken")
+    monkeypatch.setenv("REQUIRE_CUDA", "1")
+    result = _run(pytester, cuda_available=False)
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*REQUIRE_CUDA=1 but torch sees no CUDA device*"])

@@ -9,6 +9,7 @@ file; the other students are still graded); then feedback and the CSV export, ch
 import csv
 import importlib.util
 import re
+import zipfile
 
 import nbformat
 import pytest
@@ -74,7 +75,13 @@ def test_broken_submissions_feedback_and_export(tmp_path):
     points = graded_cells(source)
     total = sum(points.values())
 
-    submit(course, aid, "solution", solved_release(course, aid))
+    # the solution comes in through zip_collect, as downloaded from an LMS
+    archive = course / "course" / "downloaded" / aid / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "submissions.zip", "w") as zf:
+        zf.writestr(f"solution__{aid}.ipynb", nbformat.writes(solved_release(course, aid)))
+    nbgrader(course, "zip_collect", aid)
+    assert (course / "course" / "submitted" / "solution" / aid / f"{aid}.ipynb").is_file()
     syntax = solved_release(course, aid)
     answer_cell(syntax, "q1").source = "def broken(:\n    pass"
     submit(course, aid, "syntax-error", syntax)
