@@ -318,15 +318,15 @@ bandwidth_figure(sim_rows, sim_ceiling, "simulated device, 64M float32 elements 
 plt.show()
 
 # %% [markdown]
-# The same table measured on this machine's CPU (4M elements, smaller than a GPU run). CPU
+# The same table measured on this machine's CPU (1M elements, far smaller than a GPU run). CPU
 # bandwidth depends on caches, threads and whatever else runs: read it as an example of the
 # method, not as a property of the updates.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# Measured on this machine's CPU: update bandwidth against the copy ceiling (4M elements)
-cpu_ceiling = copy_ceiling_gbs(1 << 22, "cpu")
-cpu_rows = bandwidth_rows(buffer_update_ops(1 << 22, "cpu"), "cpu", cpu_ceiling)
+# Measured on this machine's CPU: update bandwidth against the copy ceiling (1M elements)
+cpu_ceiling = copy_ceiling_gbs(1 << 20, "cpu")
+cpu_rows = bandwidth_rows(buffer_update_ops(1 << 20, "cpu"), "cpu", cpu_ceiling)
 print(run_header("cpu"))
 print(f"copy ceiling: {cpu_ceiling:,.1f} GB/s")
 print(format_table(cpu_rows))
