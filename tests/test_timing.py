@@ -406,6 +406,7 @@ def test_cuda_graph_profiler_and_memory_paths():
     y = torch.ones(1 << 20, device=gpu)
     assert count_kernels(lambda: m.add_(y), gpu) == 1
     assert count_kernels(lambda: m.ema_mul_add_(y, 0.1), gpu) == 2
+    assert benchmark(lambda: m.add_(y), gpu, repeats=3, flush_l2=True).median > 0
     report = launch_bound_report(lambda: m.add_(y), gpu, n=50)
     assert all(v > 0 for v in report.values())
     assert timing.peak_extra_bytes(lambda: m.add_(y), gpu) == 0
