@@ -236,7 +236,7 @@ for name, seconds in cpu_timers.items():
 # than half of the event time on the big op, and the lab's timer is within 5 % of
 # `torch.utils.benchmark` there.
 
-# %% mystnb={"image": {"alt": "Horizontal bars of microseconds per call for a 64M-element add_ on the GPU named in the title, four timing methods; the naive timer's bar is far shorter than the other three."}} tags=["requires-cuda", "skip-execution"]
+# %% mystnb={"image": {"alt": "Horizontal bars of microseconds per call for a 64M-element add_ on the GPU named in the title, four timing methods; the naive timer's bar is far shorter than the other three."}} tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: four timers on a 64M-element (kernel-bound) and a 1M-element add_
 gpu = torch.device("cuda")
@@ -336,7 +336,7 @@ print(format_table(cpu_rows))
 # asserts that the one-kernel updates reach at least 90 % of the copy ceiling and the two-kernel
 # EMA at most 75 % (the model's 3/5, plus a margin).
 
-# %% mystnb={"image": {"alt": "Horizontal bars of achieved bandwidth in GB/s on the GPU named in the title for copy_, add_, add out of place, lerp_ and mul_ plus add_ on 1 GiB buffers, with a dashed line at the copy ceiling measured in the same run; labels give each bar's percentage of the ceiling."}} tags=["requires-cuda", "skip-execution"]
+# %% mystnb={"image": {"alt": "Horizontal bars of achieved bandwidth in GB/s on the GPU named in the title for copy_, add_, add out of place, lerp_ and mul_ plus add_ on 1 GiB buffers, with a dashed line at the copy ceiling measured in the same run; labels give each bar's percentage of the ceiling."}} tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: update bandwidth against the copy ceiling, 1 GiB float32 buffers
 gpu = torch.device("cuda")
@@ -386,7 +386,7 @@ assert dict(mem.named_buffers())["buf"] is mem.buf
 # asserts both run one kernel, their times are within 20 % of each other, in place adds 0 bytes at its peak, and out of place adds
 # at least the buffer's size.
 
-# %% tags=["requires-cuda", "skip-execution"]
+# %% tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: kernels, time and peak extra memory, in place against out of place, 1 GiB buffer
 gpu = torch.device("cuda")
@@ -451,7 +451,7 @@ print(format_table(timing_rows(small_buffer_ops(200, 1024, "cpu"), "cpu")))
 # On a GPU the cell asserts that `_foreach_lerp_` is at least 5 times faster than the loop for
 # 200 buffers of 16K elements, and that graph replay beats the loop.
 
-# %% tags=["requires-cuda", "skip-execution"]
+# %% tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: 200 buffers of 16K elements: loop, _foreach_lerp_, graph replay of the loop
 gpu = torch.device("cuda")
@@ -510,7 +510,7 @@ print(format_table(timing_rows(indexed_update_ops(1 << 16, 1 << 20), "cpu", repe
 # at least twice as slow on random indices, and that all four still give identical sums. Whether sorting the indices first helps is left to
 # the printed table.
 
-# %% tags=["requires-cuda", "skip-execution"]
+# %% tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: index_add_ against index_put_(accumulate=True), random and sorted indices
 gpu = torch.device("cuda")
@@ -588,7 +588,7 @@ widgets.interactive(show_timings,
 # times the profiler's kernel time (launch-bound), and that graph replay comes within a factor of
 # 2 of the kernel time.
 
-# %% tags=["requires-cuda", "skip-execution"]
+# %% tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: a 1M-element add_: events over a loop, graph replay, profiler kernel time (µs per call)
 gpu = torch.device("cuda")
@@ -612,7 +612,7 @@ assert 0.5 * kernel_s <= gpu_launch["graph replay"] <= 2 * kernel_s
 # `lerp_`; and the compiled update takes at most 80 % of the eager two-kernel time (the ideal is
 # 3/5) and at most 120 % of `lerp_`'s.
 
-# %% tags=["requires-cuda", "skip-execution"]
+# %% tags=["requires-cuda"]
 # NBVAL_IGNORE_OUTPUT
 # GPU: torch.compile fuses mul_ + add_ (kernels per call, time, bandwidth; 1 GiB buffer)
 gpu = torch.device("cuda")
