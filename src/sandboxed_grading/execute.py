@@ -1,0 +1,143 @@
+"""nbgrader's Execute step, with the kernel in the sandbox and no submission ever dropped.
+
+Differences from ``nbgrader.preprocessors.Execute``:
+
+* the kernel runs in bubblewrap (``SandboxedKernelManager``); when the sandbox cannot start,
+  grading refuses unless the instructor allowed unsandboxed grading (``Sandbox.allow_unsandboxed``);
+* when the kernel dies (``os._exit``, a limit, a crash) or ignores the interrupt after a timeout,
+  the cell that was running gets an error output saying why and every later code cell a "not run"
+  error: the notebook is still saved and scored (0 for those cells) instead of being dropped;
+* output beyond ``max_output_bytes`` per cell is dropped, and timeouts, deaths and dropped output
+  are recorded for the instructor's report (report.py);
+* links and special files the code left in the submission's folder are deleted afterwards.
+"""
+import json
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient import NotebookClient
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import Execute
+from nbgrader.utils import is_grade
+from traitlets import Integer
+
+from . import report
+from .kernel import SandboxedKernelManager
+from .sandbox import Sandbox, SandboxUnavailable, remove_escapes
+
+SIGNALS = {9: "SIGKILL: wall-time or CPU limit, or killed", 24: "SIGXCPU: CPU time limit",
+           25: "SIGXFSZ: file size limit", 11: "SIGSEGV: crashed", 6: "SIGABRT: aborted"}
+
+
+def cell_name(cell, index):
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return grade_id or f"cell {index}"
+
+
+def fail_cell(cell, ename, evalue):
+    """Make ``cell`` score 0: put an error output first (nbgrader reads the first output)."""
+    if cell.cell_type != "code":
+        return
+    cell.outputs.insert(0, new_output("error", ename=ename, evalue=evalue,
+                                      traceback=[f"{ename}: {evalue}"]))
+
+
+def mark_not_run(nb, resources, reason):
+    """The submission could not run at all: every graded code cell fails with ``reason``."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_grade(cell):
+            cell.outputs = []
+            fail_cell(cell, "NotGraded", reason)
+
+
+class SandboxedExecute(Execute):
+    """Execute the notebook in a sandboxed kernel (configure as nbgrader's Execute)."""
+
+    max_output_bytes = Integer(4 * 2**20, help="Output kept per cell, bytes.").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        not_run = nb.metadata.get("sandboxed_grading", {}).get("not_run")
+        if not_run:
+            mark_not_run(nb, resources, not_run)
+            return nb, resources
+        sandboxed = Sandbox(parent=self).check(self.log)  # raises SandboxUnavailable
+        report.set_state(resources, sandboxed=sandboxed)
+        if not sandboxed:
+            report.flag(resources, "unsandboxed", "Sandbox.allow_unsandboxed was set")
+        self.kernel_manager_class = SandboxedKernelManager if sandboxed else AsyncKernelManager
+
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self._output_bytes = {}
+        index = -1
+        try:
+            with self.setup_kernel():
+                try:
+                    info_msg = self.wait_for_reply(self.kc.kernel_info())
+                    self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+                    for index, cell in enumerate(self.nb.cells):
+                        self.preprocess_cell(cell, resources, index)
+                except SandboxUnavailable:
+                    raise
+                except Exception as exc:  # the kernel stopped or stopped answering
+                    self._kernel_stopped(exc, index, resources)
+        except SandboxUnavailable:
+            raise
+        except Exception as exc:  # it could not start
+            self._kernel_stopped(exc, index, resources)
+        finally:
+            path = resources.get("metadata", {}).get("path")
+            for name in remove_escapes(path) if path else []:
+                report.flag(resources, "sandbox violation", f"left a link or special file {name!r} "
+                            "in the submission folder (deleted)")
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+    def _kernel_stopped(self, exc, index, resources):
+        status = getattr(self.km, "exit_status", lambda: None)() if self.km else None
+        if isinstance(exc, CellTimeoutError):
+            kind, reason = "unresponsive", ("the kernel did not answer after the time limit "
+                                            "(interrupt ignored, or its output stream broke); killed")
+        elif status is not None and status > 128:
+            kind, reason = "kernel died", f"killed by signal {status - 128} " \
+                                          f"({SIGNALS.get(status - 128, 'signal')})"
+        elif status is not None:
+            kind, reason = "kernel died", f"the kernel exited with status {status} (os._exit or exit)"
+        elif isinstance(exc, DeadKernelError):
+            kind, reason = "kernel died", "the kernel died"
+        else:
+            kind, reason = "kernel died", f"{type(exc).__name__}: {exc}"
+        tail = getattr(self.km, "log_tail", lambda: "")() if self.km else ""
+        if tail and index < 0:
+            reason += f"; kernel log: {tail[-300:]}"
+        where = cell_name(self.nb.cells[index], index) if index >= 0 else None
+        report.flag(resources, kind, reason, where)
+        self.log.warning("%s at %s: %s", kind, where or "start", reason)
+        for later, cell in enumerate(self.nb.cells):
+            if later == index:
+                fail_cell(cell, "KernelDied" if kind == "kernel died" else "KernelUnresponsive", reason)
+            elif later > index:
+                fail_cell(cell, "NotRun", f"not run: {kind} at {where or 'start'} ({reason})")
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        index = next((i for i, c in enumerate(self.nb.cells) if c is cell), -1)
+        report.flag(self.resources, "timeout", f"ran longer than {timeout} s (interrupted)",
+                    cell_name(cell, index) if cell is not None else None)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(content["text"]) if "text" in content else len(json.dumps(content, default=str))
+        used = self._output_bytes.get(cell_index, 0) + size
+        self._output_bytes[cell_index] = used
+        if used > self.max_output_bytes:
+            if used - size <= self.max_output_bytes:
+                cell = self.nb.cells[cell_index]
+                report.flag(self.resources, "huge output",
+                            f"more than {self.max_output_bytes} bytes of output; the rest was dropped",
+                            cell_name(cell, cell_index))
+                outs.append(new_output("stream", name="stdout",
+                                       text="[grader: further output of this cell dropped]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)

@@ -1,0 +1,175 @@
+"""What went wrong with each submission, kept for the instructor.
+
+During grading the other steps call ``flag(resources, kind, detail, cell)``; the last step,
+``WriteReport``, stores the notebook's flags, verdicts and score in
+``<reports>/<assignment>.json`` and rewrites the readable ``<reports>/<assignment>.md``, which
+lists every flagged submission with its reasons. Regrading a submission replaces its entry.
+"""
+import datetime
+import json
+import os
+import tempfile
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Unicode
+
+_flags = {}     # (assignment, student, notebook) -> [flag dicts]
+_verdicts = {}  # (assignment, student, notebook) -> {question: text}
+_state = {}     # (assignment, student, notebook) -> {"sandboxed": bool}
+
+KINDS = {
+    "timeout": "a cell ran past its time limit",
+    "kernel died": "the kernel stopped (os._exit, crash, or a limit); later cells were not run",
+    "unresponsive": "the kernel ignored the interrupt after a timeout and was killed",
+    "huge output": "output beyond the limit was dropped",
+    "tampered cell": "a locked cell was edited (nbgrader restored it)",
+    "deleted cell": "a graded cell was missing (nbgrader added it back)",
+    "unknown cell": "a cell claimed a grade id the assignment does not have",
+    "invalid notebook": "the submission could not be read; every graded cell scores 0",
+    "forged record": "the verdict process sent records no probe wrote",
+    "verdict overruled": "the notebook's tests passed but the trusted verdict failed",
+    "verdict unavailable": "the reference solution failed a probe; no verdict for that question",
+    "sandbox violation": "the sandbox refused or removed something the code tried",
+    "unsandboxed": "graded WITHOUT the sandbox (instructor override)",
+    "refused": "not graded: the sandbox cannot start",
+    "no verdicts": "the assignment has no verdicts.py: hidden tests are decided in the student's kernel",
+    "grading error": "grading failed for this notebook; its graded cells score 0",
+}
+
+
+def key(resources):
+    nbg = resources["nbgrader"]
+    return nbg["assignment"], nbg["student"], nbg["notebook"]
+
+
+def reset(resources):
+    """Forget what an earlier grading of this notebook recorded (regrading starts clean)."""
+    for store in (_flags, _verdicts, _state):
+        store.pop(key(resources), None)
+
+
+def flag(resources, kind, detail, cell=None):
+    """Record a problem with this notebook; ``kind`` is one of KINDS."""
+    assert kind in KINDS, kind
+    entry = {"kind": kind, "detail": _clean(detail)}
+    if cell:
+        entry["cell"] = cell
+    found = _flags.setdefault(key(resources), [])
+    if entry not in found:
+        found.append(entry)
+
+
+def flags(resources):
+    """This notebook's flags, with those recorded for the whole submission (notebook "*")."""
+    assignment, student, notebook = key(resources)
+    return _flags.get((assignment, student, "*"), []) + _flags.get(key(resources), [])
+
+
+def set_verdict(resources, question, text):
+    _verdicts.setdefault(key(resources), {})[question] = _clean(text)
+
+
+def set_state(resources, **state):
+    _state.setdefault(key(resources), {}).update(state)
+
+
+def _clean(text, limit=600):
+    """Student-controlled text made safe to print: no control characters, bounded length."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def default_directory(coursedir):
+    db = coursedir.db_url
+    if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
+        return os.path.join(os.path.dirname(db[len("sqlite:///"):]), "reports")
+    return os.path.join(coursedir.root, "reports")
+
+
+def save(directory, resources, score=None, max_score=None):
+    """Store this notebook's entry and rewrite the assignment's report; return the .md path."""
+    assignment, student, notebook = key(resources)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{assignment}.json")
+    data = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    data.setdefault(student, {})[notebook] = {
+        "flags": flags(resources),
+        "verdicts": dict(sorted(_verdicts.get(key(resources), {}).items())),
+        "sandboxed": _state.get(key(resources), {}).get("sandboxed"),
+        "score": score, "max_score": max_score,
+        "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write(path, json.dumps(data, indent=1, sort_keys=True))
+    md = os.path.join(directory, f"{assignment}.md")
+    _write(md, render(assignment, data))
+    return md
+
+
+def _write(path, text):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".report-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _cell(text):
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(assignment, data):
+    """The Markdown report: a table of every graded notebook, then each flagged one in detail."""
+    lines = [f"# Grading report: {assignment}", "",
+             "Written by `sandboxed_grading` at every `nbgrader autograde`. A submission is "
+             "flagged when its grading met one of the problems listed at the end.", "",
+             "| student | notebook | score | sandboxed | flags |", "|---|---|---|---|---|"]
+    flagged = []
+    for student in sorted(data):
+        for notebook, entry in sorted(data[student].items()):
+            score = "" if entry["score"] is None else f"{entry['score']:g} / {entry['max_score']:g}"
+            kinds = sorted({f["kind"] for f in entry["flags"]})
+            sandboxed = {True: "yes", False: "**NO**", None: "-"}[entry["sandboxed"]]
+            lines.append(f"| {_cell(student)} | {_cell(notebook)} | {score} | {sandboxed} | "
+                         f"{', '.join(kinds) or 'none'} |")
+            if entry["flags"]:
+                flagged.append((student, notebook, entry))
+    lines += ["", f"## Flagged submissions ({len(flagged)})", ""]
+    for student, notebook, entry in flagged:
+        lines.append(f"### {student} / {notebook}")
+        lines.append("")
+        for f in entry["flags"]:
+            where = f" (cell `{f['cell']}`)" if f.get("cell") else ""
+            lines.append(f"- **{f['kind']}**{where}: {_cell(f['detail'])}")
+        failed = {q: v for q, v in entry["verdicts"].items() if v != "pass"}
+        if failed:
+            lines.append("- verdicts: " + "; ".join(f"{q}: {_cell(v)}" for q, v in failed.items()))
+        lines.append("")
+    lines += ["## Kinds of flag", ""] + [f"- **{k}**: {v}" for k, v in KINDS.items()] + [""]
+    return "\n".join(lines)
+
+
+class WriteReport(NbGraderPreprocessor):
+    """Last autograde step: store this notebook's flags, verdicts and score in the report."""
+
+    directory = Unicode("", help="Where reports go (default: reports/ beside the gradebook).").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        from nbgrader.coursedir import CourseDirectory
+        directory = self.directory or default_directory(CourseDirectory(config=self.config))
+        assignment, student, notebook = key(resources)
+        score = max_score = None
+        try:
+            with Gradebook(resources["nbgrader"]["db_url"]) as gb:
+                sub = gb.find_submission_notebook(notebook, assignment, student)
+                score, max_score = sub.score, sub.max_score
+        except MissingEntry:
+            pass
+        path = save(directory, resources, score, max_score)
+        if flags(resources):
+            self.log.warning("%s/%s/%s flagged (%s): see %s", assignment, student, notebook,
+                             ", ".join(sorted({f["kind"] for f in flags(resources)})), path)
+        return nb, resources

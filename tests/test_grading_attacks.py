@@ -1,0 +1,290 @@
+"""Cheating at autograding, tried against the real `nbgrader autograde` with this repo's config.
+
+Every attack a dishonest student can plant in a notebook (tests/fixtures/grading/attacks.py) is
+graded in a temporary course: input and AST transformers, an exception swallower, pre_run_cell
+and sys.settrace hooks, monkeypatched torch and builtins, reading solutions/ and the gradebook,
+writing outside the submission, the network, a submitted symlink, forged verdict records, fork
+and memory bombs, huge output, os._exit, an endless cell that ignores interrupts, tampered and
+deleted test cells, invalid JSON. Each must score 0 on the questions it attacks, while the honest
+solution keeps full marks, no submission is dropped, and the report names every flagged one.
+Then every assignment in solutions/ gets a forger that swallows its test errors and patches torch
+over the planted wrong answers: its verdicts.py must take all the points away.
+
+Needs bubblewrap (scripts/system-deps.sh installs it); without it these tests skip, except under
+CI=true where they fail.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from nbgrader_course import ASSIGNMENTS, BIN, ROOT, answer_cell, make_course, nbgrader, scores, submit
+from sandboxed_grading.sandbox import Sandbox
+from sandboxed_grading.verdicts import CheckVerdicts, compare, steps
+
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "grading"))
+import attacks  # noqa: E402
+
+TIMEOUT = 30        # seconds per cell for the demo batch (honest cells need far less)
+SLOW_TIMEOUT = 8    # for the two submissions that never finish a cell
+
+
+def require_sandbox():
+    reason = Sandbox().unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must exercise the grading sandbox, but it cannot start: {reason}")
+    pytest.skip(f"grading sandbox unavailable: {reason} (run scripts/system-deps.sh as root)")
+
+
+def demo_course(path):
+    """A course like the repo's, with the demo assignment from tests/fixtures/grading/demo."""
+    (path / "solutions" / "demo").mkdir(parents=True)
+    shutil.copy(ROOT / "nbgrader_config.py", path)
+    nbformat.write(attacks.demo_source(), path / "solutions" / "demo" / "demo.ipynb")
+    shutil.copy(attacks.DEMO / "verdicts.py", path / "solutions" / "demo" / "verdicts.py")
+    nbgrader(path, "generate_assignment", "demo", "--force")
+    return path
+
+
+def submit_all(course, subs):
+    for student, (answers, edit) in subs.items():
+        attacks.write_submission(course, "demo", student, answers or {}, edit,
+                                 course / "exercises" / "demo" / "demo.ipynb",
+                                 course / "solutions" / "demo" / "demo.ipynb")
+
+
+def demo_scores(course, students):
+    out = {}
+    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
+        for student in students:
+            try:
+                nb = gb.find_submission_notebook("demo", "demo", student)
+            except Exception:
+                out[student] = None      # dropped: not in the gradebook
+                continue
+            out[student] = {g.name: g.score for g in nb.grades}
+            out[student]["manual"] = [g.manual_score for g in nb.grades if g.manual_score is not None]
+    return out
+
+
+class Listener:
+    """A TCP server on localhost that records whatever student code sends it."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.received.append(conn.recv(1 << 20))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Grade every demo submission once: the main batch, and the slow one in parallel."""
+    require_sandbox()
+    listener = Listener()
+    course = demo_course(tmp_path_factory.mktemp("attacks"))
+    slow = demo_course(tmp_path_factory.mktemp("slow"))
+    subs = attacks.demo_submissions(listener.port)
+    slow_subs = attacks.demo_slow_submissions()
+    submit_all(course, subs)
+    submit_all(slow, slow_subs)
+
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    slow_run = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={SLOW_TIMEOUT}"],
+                                cwd=slow, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start = time.monotonic()
+    run = nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
+    seconds = time.monotonic() - start
+    slow_log = slow_run.communicate(timeout=600)[0]
+    print(f"sandboxed autograde: {len(subs)} submissions in {seconds:.0f} s")
+    listener.sock.close()
+    got = {**demo_scores(course, subs), **demo_scores(slow, slow_subs)}
+    report = {**json.loads((course / "course" / "reports" / "demo.json").read_text()),
+              **json.loads((slow / "course" / "reports" / "demo.json").read_text())}
+    return {"course": course, "slow": slow, "scores": got, "report": report, "listener": listener,
+            "log": run.stdout + run.stderr + slow_log,
+            "markdown": "".join((c / "course" / "reports" / "demo.md").read_text() for c in (course, slow))}
+
+
+def points(scored):
+    return {k: v for k, v in scored.items() if k != "manual"}
+
+
+@pytest.mark.parametrize("student", ["honest", "blank", *attacks.PAYLOADS, "monkeypatched builtins",
+                                     "snoop", "symlink", "forged-records", "bombs", "suicide",
+                                     "tamper", "invalid-json", "sleeper", "deaf"])
+def test_attack_scores_nothing_on_the_questions_it_attacks(demo, student):
+    scored = demo["scores"][student]
+    assert scored is not None, f"{student}: dropped from the gradebook"
+    assert points(scored) == attacks.expected_demo(student), (
+        f"{student}: {points(scored)}; report: {demo['report'].get(student)}")
+    assert scored["manual"] == [], f"{student}: manual scores appeared in the gradebook"
+
+
+def test_every_submission_is_reported_and_flags_name_the_reason(demo):
+    report = demo["report"]
+    kinds = {s: {f["kind"] for f in report[s]["demo"]["flags"]} for s in report}
+    assert set(demo["scores"]) == set(report), "every submission has an entry"
+    unsandboxed = {s for s in report if report[s]["demo"]["sandboxed"] is not True}
+    assert unsandboxed == {"invalid-json"}, "everything else ran in the sandbox (nothing of it ran)"
+    for student in ("honest", "blank"):
+        assert kinds[student] == set(), f"{student} flagged: {report[student]}"
+    for student in ("input transformer", "AST transformer", "pre_run_cell hook", "sys.settrace hook",
+                    "monkeypatched torch", "monkeypatched builtins"):
+        assert "verdict overruled" in kinds[student], f"{student}: {kinds[student]}"
+    expected = {"suicide": "kernel died", "deaf": "unresponsive", "sleeper": "timeout",
+                "bombs": "huge output", "invalid-json": "invalid notebook",
+                "forged-records": "forged record", "symlink": "sandbox violation",
+                "snoop": "sandbox violation"}
+    for student, kind in expected.items():
+        assert kind in kinds[student], f"{student}: {kinds[student]}"
+    assert {"deleted cell", "tampered cell"} <= kinds["tamper"]
+    tampered = {f.get("cell") for f in report["tamper"]["demo"]["flags"]}
+    assert {"q1_hidden", "q2_visible", "q3_hidden"} <= tampered
+    for student in report:
+        assert (f"### {student} / demo" in demo["markdown"]) == bool(kinds[student]), student
+
+
+def test_student_code_saw_no_solution_no_gradebook_no_network(demo):
+    assert demo["listener"].received == [], "student code reached the network"
+    course = demo["course"]
+    outside = [p for p in course.rglob("PWNED") if "autograded" not in p.parts]
+    assert outside == [], f"student code wrote outside its folder: {outside}"
+    assert not (course / "course" / "autograded" / "snoop" / "demo" / "escape").exists(), "link kept"
+    assert not (course / "course" / "submitted" / "symlink" / "demo" / "notes.txt").is_symlink()
+    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
+        manual = [g.manual_score for s in gb.assignment_submissions("demo")
+                  for n in s.notebooks for g in n.grades if g.manual_score is not None]
+    assert manual == [], "student code rewrote the gradebook"
+
+
+def test_regrading_gives_the_same_grades(demo):
+    course = demo["course"]
+    before = demo_scores(course, demo["scores"])
+    nbgrader(course, "autograde", "demo", "--force", "--student=[hm]*", f"--Execute.timeout={TIMEOUT}",
+             check=False)
+    after = demo_scores(course, demo["scores"])
+    regraded = [s for s in before if s[0] in "hm"]
+    assert len(regraded) == 3
+    assert after == before
+    report = json.loads((course / "course" / "reports" / "demo.json").read_text())
+    for student in regraded:
+        assert report[student]["demo"]["verdicts"] == demo["report"][student]["demo"]["verdicts"]
+
+
+def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
+    require_sandbox()
+    course = demo_course(tmp_path)
+    submit_all(course, {"honest": (attacks.demo_solutions(), None)})
+    missing = "--Sandbox.bwrap=/nonexistent/bwrap"
+    refused = nbgrader(course, "autograde", "demo", missing, check=False)
+    assert refused.returncode != 0
+    assert "refusing to run student code unsandboxed" in refused.stdout + refused.stderr
+    assert not (course / "course" / "autograded" / "honest" / "demo" / "demo.ipynb").exists()
+    report = json.loads((course / "course" / "reports" / "demo.json").read_text())
+    assert [f["kind"] for f in report["honest"]["demo"]["flags"]] == ["refused"]
+
+    env = dict(os.environ, SANDBOXED_GRADING_ALLOW_UNSANDBOXED="1",
+               PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    allowed = subprocess.run([str(BIN / "nbgrader"), "autograde", "demo", "--force", missing,
+                              f"--Execute.timeout={TIMEOUT}"], cwd=course, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert "grading WITHOUT the sandbox" in allowed.stdout + allowed.stderr
+    assert points(demo_scores(course, ["honest"])["honest"]) == attacks.FULL
+    report = json.loads((course / "course" / "reports" / "demo.json").read_text())
+    assert report["honest"]["demo"]["sandboxed"] is False
+    assert "unsandboxed" in {f["kind"] for f in report["honest"]["demo"]["flags"]}
+    assert "**NO**" in (course / "course" / "reports" / "demo.md").read_text()
+
+
+def planted(aid):
+    path = ROOT / "tests" / "planted" / f"{aid}.py"
+    if not path.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"planted_{aid}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WRONG_ANSWERS
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_forged_passes_lose_every_point_in_each_assignment(tmp_path, aid):
+    """Planted wrong answers behind an AST transformer that swallows every error, and patched
+    torch: the notebook's own tests all pass, so only verdicts.py can take the points away."""
+    require_sandbox()
+    assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
+    course = make_course(tmp_path, aid)
+    forger = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", as_version=4)
+    wrong = planted(aid)
+    for q, source in wrong.items():
+        answer_cell(forger, q).source = source
+    first = answer_cell(forger, "q1")
+    first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
+    submit(course, aid, "forger", forger)
+    run = nbgrader(course, "autograde", aid, f"--Execute.timeout={TIMEOUT}", check=False)
+    got = scores(course, aid, ["forger"])["forger"]
+    assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
+    report = json.loads((course / "course" / "reports" / f"{aid}.json").read_text())
+    verdicts = report["forger"][aid]["verdicts"]
+    assert verdicts and all(v.startswith("fail") for v in verdicts.values()), verdicts
+
+
+# --- the trusted comparison, without nbgrader ----------------------------------------------------
+
+def test_compare_names_the_difference_never_the_expected_values():
+    def tensor(values, dtype="torch.float32"):
+        return {"tensor": {"dtype": dtype, "shape": [len(values)], "values": values}}
+    want = {"dict": {"x": tensor([1.0, 2.0]), "n": 3, "ok": True}}
+    assert compare(want, want, 1e-5, 1e-6) is None
+    assert compare({"dict": {"x": tensor([1.0, 2.0000001]), "n": 3, "ok": True}}, want, 1e-5, 1e-6) is None
+    assert compare({"dict": {"x": tensor([1.0, 2.5]), "n": 3, "ok": True}}, want, 1e-5, 1e-6) == \
+        "result['x']: 1 of 2 values differ"
+    assert "dtype torch.float64" in compare({"dict": {"x": tensor([1.0, 2.0], "torch.float64"), "n": 3, "ok": True}},
+                                            want, 1e-5, 1e-6)
+    assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3, "ok": 1}}, want, 1e-5, 1e-6) is not None, \
+        "True and 1 are different answers"
+    assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3}}, want, 1e-5, 1e-6).startswith("result: different keys")
+    assert compare({"float": "nan"}, {"float": "nan"}, 1e-5, 1e-6) is None
+    assert compare({"float": 1.0}, {"float": "nan"}, 1e-5, 1e-6) is not None
+
+
+def test_duplicate_or_stray_records_are_forgeries():
+    record = json.dumps({"question": "q1", "ok": True, "value": 1})
+    run = CheckVerdicts._parse(f"{record}\n{record}\nnot json\n{{\"done\": true}}\n".encode(), "")
+    assert run.finished and run.records["q1"]["value"] == 1
+    assert run.forged == ["q1: more than one record", "line 3: not a record"]
+    late = CheckVerdicts._parse(f"{{\"done\": true}}\n{record}\n".encode(), "")
+    assert late.records == {} and late.forged == ["line 2: record after the end"]
+
+
+def test_probes_run_after_their_questions_last_test_cell():
+    nb = jupytext.read(attacks.DEMO / "demo.py")
+    program = steps(nb.cells, ["q1", "q2", "q3"], {"q1": 1, "q2": 2, "q3": 3})
+    probes = [i for i, step in enumerate(program) if "probe" in step]
+    cells = [step["cell"] for step in program if "cell" in step]
+    assert [program[i]["probe"] for i in probes] == ["q1", "q2", "q3"]
+    assert not any("assert" in c for c in cells), "test cells are not run by the verdict process"
+    assert "def ema_update" in program[probes[0] - 1]["cell"]
+    assert "class CallCounter" in program[probes[1] - 1]["cell"]
