@@ -42,12 +42,16 @@ test: book
 	$(BIN)/python -m pytest -n 2 --nbval --nbval-current-env \
 	    --nbval-sanitize-with nbval_sanitize.cfg tests chapters solutions
 
+ASSIGNMENTS := $(notdir $(wildcard solutions/*))
+
+# After editing a paired .py source: sync it into its .ipynb, execute in place, sync back.
 notebooks: install
-	$(BIN)/jupytext --sync chapters/*.py solutions/*/*.py
-	$(BIN)/python scripts/execute_notebooks.py chapters/*.ipynb solutions/*/*.ipynb
+	$(BIN)/jupytext --sync chapters/*.ipynb $(foreach a,$(ASSIGNMENTS),solutions/$(a)/$(a).ipynb)
+	$(BIN)/python scripts/execute_notebooks.py chapters/*.ipynb $(foreach a,$(ASSIGNMENTS),solutions/$(a)/$(a).ipynb)
+	$(BIN)/jupytext --sync chapters/*.ipynb $(foreach a,$(ASSIGNMENTS),solutions/$(a)/$(a).ipynb)
 
 release: install
-	$(BIN)/nbgrader generate_assignment --all --force --CourseDirectory.db_url=sqlite:///:memory:
+	for a in $(ASSIGNMENTS); do $(BIN)/nbgrader generate_assignment $$a --force || exit 1; done
 
 clean:
 	rm -rf _build course artifacts
