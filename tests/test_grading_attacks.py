@@ -22,14 +22,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from nbgrader_course import ASSIGNMENTS, BIN, ROOT, answer_cell, make_course, nbgrader, scores, submit
+from nbgrader_course import ASSIGNMENTS, BIN, ROOT, answer_cell, nbgrader, scores, submit
 from sandboxed_grading.sandbox import Sandbox
 from sandboxed_grading.verdicts import CheckVerdicts, compare, steps
 
@@ -183,23 +182,18 @@ def test_student_code_saw_no_solution_no_gradebook_no_network(demo):
 def test_regrading_gives_the_same_grades(demo):
     course = demo["course"]
     before = demo_scores(course, demo["scores"])
-    nbgrader(course, "autograde", "demo", "--force", "--student=[hm]*", f"--Execute.timeout={TIMEOUT}",
+    nbgrader(course, "autograde", "demo", "--force", "--student=honest", f"--Execute.timeout={TIMEOUT}",
              check=False)
-    after = demo_scores(course, demo["scores"])
-    regraded = [s for s in before if s[0] in "hm"]
-    assert len(regraded) == 3
-    assert after == before
+    assert demo_scores(course, demo["scores"]) == before
     report = json.loads((course / "course" / "reports" / "demo.json").read_text())
-    for student in regraded:
-        assert report[student]["demo"]["verdicts"] == demo["report"][student]["demo"]["verdicts"]
+    assert report["honest"]["demo"]["graded_at"] != demo["report"]["honest"]["demo"]["graded_at"], "regraded"
+    assert report["honest"]["demo"]["verdicts"] == demo["report"]["honest"]["demo"]["verdicts"] == {
+        "q1": "pass", "q2": "pass", "q3": "pass"}
 
 
-def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
-    require_sandbox()
-    course = demo_course(tmp_path)
-    submit_all(course, {"honest": (attacks.demo_solutions(), None)})
-    missing = "--Sandbox.bwrap=/nonexistent/bwrap"
-    refused = nbgrader(course, "autograde", "demo", missing, check=False)
+def test_no_sandbox_refuses_unless_the_instructor_allows_it(demo):
+    course, missing = demo["course"], "--Sandbox.bwrap=/nonexistent/bwrap"
+    refused = nbgrader(course, "autograde", "demo", "--force", "--student=honest", missing, check=False)
     assert refused.returncode != 0
     assert "refusing to run student code unsandboxed" in refused.stdout + refused.stderr
     assert not (course / "course" / "autograded" / "honest" / "demo" / "demo.ipynb").exists()
@@ -208,15 +202,16 @@ def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
 
     env = dict(os.environ, SANDBOXED_GRADING_ALLOW_UNSANDBOXED="1",
                PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    allowed = subprocess.run([str(BIN / "nbgrader"), "autograde", "demo", "--force", missing,
-                              f"--Execute.timeout={TIMEOUT}"], cwd=course, env=env,
+    allowed = subprocess.run([str(BIN / "nbgrader"), "autograde", "demo", "--force", "--student=honest",
+                              missing, f"--Execute.timeout={TIMEOUT}"], cwd=course, env=env,
                              capture_output=True, text=True, timeout=600)
     assert "grading WITHOUT the sandbox" in allowed.stdout + allowed.stderr
     assert points(demo_scores(course, ["honest"])["honest"]) == attacks.FULL
     report = json.loads((course / "course" / "reports" / "demo.json").read_text())
     assert report["honest"]["demo"]["sandboxed"] is False
+    assert report["honest"]["demo"]["verdicts"] == {"q1": "pass", "q2": "pass", "q3": "pass"}
     assert "unsandboxed" in {f["kind"] for f in report["honest"]["demo"]["flags"]}
-    assert "**NO**" in (course / "course" / "reports" / "demo.md").read_text()
+    assert "| honest | demo | 5 / 5 | **NO** |" in (course / "course" / "reports" / "demo.md").read_text()
 
 
 def planted(aid):
@@ -229,26 +224,39 @@ def planted(aid):
     return module.WRONG_ANSWERS
 
 
-@pytest.mark.parametrize("aid", ASSIGNMENTS)
-def test_forged_passes_lose_every_point_in_each_assignment(tmp_path, aid):
-    """Planted wrong answers behind an AST transformer that swallows every error, and patched
-    torch: the notebook's own tests all pass, so only verdicts.py can take the points away."""
+@pytest.fixture(scope="module")
+def forgers(tmp_path_factory):
+    """Every assignment in one course, one forger each, graded in one autograde call: planted
+    wrong answers behind an AST transformer that swallows every error, and patched torch. The
+    notebook's own tests all pass, so only verdicts.py can take the points away."""
     require_sandbox()
+    course = tmp_path_factory.mktemp("forgers")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    for aid in ASSIGNMENTS:
+        shutil.copytree(ROOT / "solutions" / aid, course / "solutions" / aid)
+    nbgrader(course, "generate_assignment", "*", "--force")
+    for aid in ASSIGNMENTS:
+        forger = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", as_version=4)
+        for q, source in planted(aid).items():
+            answer_cell(forger, q).source = source
+        first = answer_cell(forger, "q1")
+        first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
+        submit(course, aid, "forger", forger)
+    run = nbgrader(course, "autograde", "*", f"--Execute.timeout={TIMEOUT}", check=False)
+    return course, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_forged_passes_lose_every_point_in_each_assignment(forgers, aid):
+    course, log = forgers
     assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
-    course = make_course(tmp_path, aid)
-    forger = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", as_version=4)
-    wrong = planted(aid)
-    for q, source in wrong.items():
-        answer_cell(forger, q).source = source
-    first = answer_cell(forger, "q1")
-    first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
-    submit(course, aid, "forger", forger)
-    run = nbgrader(course, "autograde", aid, f"--Execute.timeout={TIMEOUT}", check=False)
+    assert planted(aid), f"tests/planted/{aid}.py is missing"
     got = scores(course, aid, ["forger"])["forger"]
-    assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
+    assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{log[-3000:]}"
     report = json.loads((course / "course" / "reports" / f"{aid}.json").read_text())
-    verdicts = report["forger"][aid]["verdicts"]
-    assert verdicts and all(v.startswith("fail") for v in verdicts.values()), verdicts
+    entry = report["forger"][aid]
+    assert entry["verdicts"] and all(v.startswith("fail") for v in entry["verdicts"].values()), entry
+    assert "verdict overruled" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
 
 
 # --- the trusted comparison, without nbgrader ----------------------------------------------------
@@ -265,7 +273,7 @@ def test_compare_names_the_difference_never_the_expected_values():
                                             want, 1e-5, 1e-6)
     assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3, "ok": 1}}, want, 1e-5, 1e-6) is not None, \
         "True and 1 are different answers"
-    assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3}}, want, 1e-5, 1e-6).startswith("result: different keys")
+    assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3}}, want, 1e-5, 1e-6) == "result: different keys"
     assert compare({"float": "nan"}, {"float": "nan"}, 1e-5, 1e-6) is None
     assert compare({"float": 1.0}, {"float": "nan"}, 1e-5, 1e-6) is not None
 

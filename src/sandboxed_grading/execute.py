@@ -25,6 +25,8 @@ from . import report
 from .kernel import SandboxedKernelManager
 from .sandbox import Sandbox, SandboxUnavailable, remove_escapes
 
+# Error names of cells the run gave up on (nbgrader's timeout error, then ours).
+STOPPED = {"CellTimeoutError", "KernelDied", "KernelUnresponsive", "NotRun"}
 SIGNALS = {9: "SIGKILL: wall-time or CPU limit, or killed", 24: "SIGXCPU: CPU time limit",
            25: "SIGXFSZ: file size limit", 11: "SIGSEGV: crashed", 6: "SIGABRT: aborted"}
 
@@ -70,7 +72,7 @@ class SandboxedExecute(Execute):
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         self._output_bytes = {}
-        index = -1
+        index, stopped = -1, None
         try:
             with self.setup_kernel():
                 try:
@@ -80,12 +82,16 @@ class SandboxedExecute(Execute):
                         self.preprocess_cell(cell, resources, index)
                 except SandboxUnavailable:
                     raise
-                except Exception as exc:  # the kernel stopped or stopped answering
+                except Exception as exc:  # the kernel stopped, or stopped answering
+                    stopped = exc
                     self._kernel_stopped(exc, index, resources)
         except SandboxUnavailable:
             raise
-        except Exception as exc:  # it could not start
-            self._kernel_stopped(exc, index, resources)
+        except Exception as exc:  # it could not start (or not be shut down)
+            if stopped is None:
+                self._kernel_stopped(exc, index, resources)
+            else:
+                self.log.warning("shutting down the stopped kernel failed: %s", exc)
         finally:
             path = resources.get("metadata", {}).get("path")
             for name in remove_escapes(path) if path else []:
@@ -95,7 +101,8 @@ class SandboxedExecute(Execute):
         return self.nb, self.resources
 
     def _kernel_stopped(self, exc, index, resources):
-        status = getattr(self.km, "exit_status", lambda: None)() if self.km else None
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        status = process.poll() if process is not None else None  # 128 + n: killed by signal n
         if isinstance(exc, CellTimeoutError):
             kind, reason = "unresponsive", ("the kernel did not answer after the time limit "
                                             "(interrupt ignored, or its output stream broke); killed")
@@ -103,7 +110,7 @@ class SandboxedExecute(Execute):
             kind, reason = "kernel died", f"killed by signal {status - 128} " \
                                           f"({SIGNALS.get(status - 128, 'signal')})"
         elif status is not None:
-            kind, reason = "kernel died", f"the kernel exited with status {status} (os._exit or exit)"
+            kind, reason = "kernel died", f"the kernel exited with status {status} (os._exit, exit or a crash)"
         elif isinstance(exc, DeadKernelError):
             kind, reason = "kernel died", "the kernel died"
         else:

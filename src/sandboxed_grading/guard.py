@@ -117,10 +117,17 @@ class DetectTampering(NbGraderPreprocessor):
                 if cell.get("source", "").strip() != released.source.strip():
                     report.flag(resources, "tampered cell", "its source was edited", name)
             meta = cell.metadata.nbgrader
-            if name in points and (not is_grade(cell) or float(meta.get("points", -1)) != points[name]):
+            if name in points and (not is_grade(cell) or _points(meta) != points[name]):
                 report.flag(resources, "tampered cell", "its grading metadata was edited", name)
                 meta["grade"], meta["points"] = True, points[name]
         return nb, resources
+
+
+def _points(meta):
+    try:
+        return float(meta.get("points"))
+    except (TypeError, ValueError):
+        return None
 
 
 def quarantine_links(assignment=None, student=None, notebooks=(), **_):

@@ -47,7 +47,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         kwargs.setdefault("context", context)
-        return super().client(**kwargs)
+        client = super().client(**kwargs)
+        client._created_context = True  # the client destroys it when it goes away
+        return client
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
@@ -79,11 +81,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         except OSError:
             return ""
         return "".join(ch for ch in text if ch.isprintable() or ch == "\n").strip()
-
-    def exit_status(self):
-        """The sandbox's exit status once it has stopped (128 + n: killed by signal n), else None."""
-        process = getattr(self.provisioner, "process", None)
-        return None if process is None else process.poll()
 
     async def _async_cleanup_resources(self, restart=False):
         await super()._async_cleanup_resources(restart=restart)

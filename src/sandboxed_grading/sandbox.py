@@ -103,7 +103,7 @@ class Sandbox(LoggingConfigurable):
         probe = "import socket, sys; s = socket.socket(); s.settimeout(2)\n" \
                 "try:\n    s.connect(('1.1.1.1', 53)); sys.exit(3)\nexcept OSError:\n    pass"
         try:
-            run = subprocess.run(self.command([sys.executable, "-I", "-c", probe], cwd="/tmp"),
+            run = subprocess.run(self.command([sys.executable, "-I", "-c", probe], cwd="/tmp", uid=self.new_uid()),
                                  capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"sandbox self-test failed: {exc}"
