@@ -1,7 +1,7 @@
 """Cheating at autograding, tried against the real `nbgrader autograde` with this repo's config.
 
 Every attack a dishonest student can plant in a notebook (tests/fixtures/grading/attacks.py) is
-graded in a temporary course: input and AST transformers, an exception swallower, pre_run_cell
+graded in a temporary course: input and AST transformers, a custom exception handler, pre_run_cell
 and sys.settrace hooks, monkeypatched torch and builtins, reading solutions/ and the gradebook,
 writing outside the submission, the network, a submitted symlink, forged verdict records, fork
 and memory bombs, huge output, os._exit, an endless cell that ignores interrupts, tampered and
@@ -26,7 +26,7 @@ import time
 import jupytext
 import nbformat
 import pytest
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 
 from nbgrader_course import ASSIGNMENTS, BIN, ROOT, answer_cell, nbgrader, scores, submit
 from sandboxed_grading.sandbox import Sandbox
@@ -66,17 +66,21 @@ def submit_all(course, subs):
 
 
 def demo_scores(course, students):
+    """{student: {grade_id: score}}, None for a submission missing from the gradebook."""
     out = {}
-    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
-        for student in students:
-            try:
-                nb = gb.find_submission_notebook("demo", "demo", student)
-            except Exception:
-                out[student] = None      # dropped: not in the gradebook
-                continue
-            out[student] = {g.name: g.score for g in nb.grades}
-            out[student]["manual"] = [g.manual_score for g in nb.grades if g.manual_score is not None]
+    for student in students:
+        try:
+            out[student] = scores(course, "demo", [student])[student]
+        except MissingEntry:
+            out[student] = None
     return out
+
+
+def manual_scores(course):
+    """Manual scores anywhere in the gradebook (nobody graded by hand here: student code wrote them)."""
+    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
+        return [g.manual_score for s in gb.assignment_submissions("demo") for n in s.notebooks
+                for g in n.grades if g.manual_score is not None]
 
 
 class Listener:
@@ -98,120 +102,113 @@ class Listener:
                 self.received.append(conn.recv(1 << 20))
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """Grade every demo submission once: the main batch, and the slow one in parallel."""
+def read_report(course):
+    folder = course / "course" / "reports"
+    return json.loads((folder / "demo.json").read_text()), (folder / "demo.md").read_text()
+
+
+def kinds(entry):
+    return {f["kind"] for f in entry["demo"]["flags"]}
+
+
+# Each expensive batch is one test (with subtests), so that pytest-xdist never grades it twice.
+
+def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
+    """One autograde call grades the honest, blank and every dishonest demo submission; the two
+    that never finish a cell are graded meanwhile, with a short timeout, in a second course."""
     require_sandbox()
     listener = Listener()
-    course = demo_course(tmp_path_factory.mktemp("attacks"))
-    slow = demo_course(tmp_path_factory.mktemp("slow"))
-    subs = attacks.demo_submissions(listener.port)
-    slow_subs = attacks.demo_slow_submissions()
+    course, slow = demo_course(tmp_path / "main"), demo_course(tmp_path / "slow")
+    subs, slow_subs = attacks.demo_submissions(listener.port), attacks.demo_slow_submissions()
+    del subs["custom exception handler"]  # no effect even on stock nbgrader (compare_stock.py)
     submit_all(course, subs)
     submit_all(slow, slow_subs)
-
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     slow_run = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={SLOW_TIMEOUT}"],
-                                cwd=slow, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                cwd=slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     start = time.monotonic()
-    run = nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
-    seconds = time.monotonic() - start
-    slow_log = slow_run.communicate(timeout=600)[0]
-    print(f"sandboxed autograde: {len(subs)} submissions in {seconds:.0f} s")
+    nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
+    print(f"sandboxed autograde: {len(subs)} submissions in {time.monotonic() - start:.0f} s")
+    slow_run.wait(timeout=600)
     listener.sock.close()
-    got = {**demo_scores(course, subs), **demo_scores(slow, slow_subs)}
-    report = {**json.loads((course / "course" / "reports" / "demo.json").read_text()),
-              **json.loads((slow / "course" / "reports" / "demo.json").read_text())}
-    return {"course": course, "slow": slow, "scores": got, "report": report, "listener": listener,
-            "log": run.stdout + run.stderr + slow_log,
-            "markdown": "".join((c / "course" / "reports" / "demo.md").read_text() for c in (course, slow))}
+    got = demo_scores(course, subs)
+    report, markdown = read_report(course)
+
+    for student in subs:
+        with subtests.test(msg=student):
+            assert got[student] is not None, f"{student}: dropped from the gradebook"
+            assert got[student] == attacks.expected_demo(student), (
+                f"{student}: {got[student]}; report: {report.get(student)}")
+
+    slow_got, (slow_report, _) = demo_scores(slow, slow_subs), read_report(slow)
+    for student, kind in (("sleeper", "timeout"), ("deaf", "unresponsive")):
+        with subtests.test(msg=student):
+            assert slow_got[student] is not None, f"{student}: dropped from the gradebook"
+            assert slow_got[student] == attacks.expected_demo(student), slow_report.get(student)
+            assert kind in kinds(slow_report[student]), slow_report[student]
+
+    with subtests.test(msg="every submission reported, flagged ones with their reason"):
+        assert set(report) == set(subs)
+        unsandboxed = {s for s in report if report[s]["demo"]["sandboxed"] is not True}
+        assert unsandboxed == {"invalid-json"}, "everything else ran in the sandbox (nothing of it ran)"
+        for student in ("honest", "blank"):
+            assert kinds(report[student]) == set(), f"{student} flagged: {report[student]}"
+        for student in ("input transformer", "AST transformer", "pre_run_cell hook", "sys.settrace hook",
+                        "monkeypatched torch", "monkeypatched builtins"):
+            assert "verdict overruled" in kinds(report[student]), f"{student}: {report[student]}"
+        expected = {"suicide": "kernel died", "bombs": "huge output", "invalid-json": "invalid notebook",
+                    "forged-records": "forged record", "symlink": "sandbox violation",
+                    "snoop": "sandbox violation"}
+        for student, kind in expected.items():
+            assert kind in kinds(report[student]), f"{student}: {report[student]}"
+        assert {"deleted cell", "tampered cell"} <= kinds(report["tamper"])
+        tampered = {f.get("cell") for f in report["tamper"]["demo"]["flags"]}
+        assert {"q1_hidden", "q2_visible", "q3_hidden"} <= tampered
+        for student in report:
+            assert (f"### {student} / demo" in markdown) == bool(kinds(report[student])), student
+
+    with subtests.test(msg="student code saw no solution, no gradebook, no network"):
+        assert listener.received == [], "student code reached the network"
+        outside = [p for p in course.rglob("PWNED") if "autograded" not in p.parts]
+        assert outside == [], f"student code wrote outside its folder: {outside}"
+        assert not (course / "course" / "autograded" / "snoop" / "demo" / "escape").exists(), "link kept"
+        assert not (course / "course" / "submitted" / "symlink" / "demo" / "notes.txt").is_symlink()
+        assert manual_scores(course) == [], "student code rewrote its grades in the gradebook"
+
+    with subtests.test(msg="regrading gives the same grades and verdicts"):
+        nbgrader(course, "autograde", "demo", "--force", "--student=honest", f"--Execute.timeout={TIMEOUT}",
+                 check=False)
+        assert demo_scores(course, subs) == got
+        again, _ = read_report(course)
+        assert again["honest"]["demo"]["graded_at"] != report["honest"]["demo"]["graded_at"], "regraded"
+        assert again["honest"]["demo"]["verdicts"] == report["honest"]["demo"]["verdicts"] == {
+            "q1": "pass", "q2": "pass", "q3": "pass"}
 
 
-def points(scored):
-    return {k: v for k, v in scored.items() if k != "manual"}
-
-
-@pytest.mark.parametrize("student", ["honest", "blank", *attacks.PAYLOADS, "monkeypatched builtins",
-                                     "snoop", "symlink", "forged-records", "bombs", "suicide",
-                                     "tamper", "invalid-json", "sleeper", "deaf"])
-def test_attack_scores_nothing_on_the_questions_it_attacks(demo, student):
-    scored = demo["scores"][student]
-    assert scored is not None, f"{student}: dropped from the gradebook"
-    assert points(scored) == attacks.expected_demo(student), (
-        f"{student}: {points(scored)}; report: {demo['report'].get(student)}")
-    assert scored["manual"] == [], f"{student}: manual scores appeared in the gradebook"
-
-
-def test_every_submission_is_reported_and_flags_name_the_reason(demo):
-    report = demo["report"]
-    kinds = {s: {f["kind"] for f in report[s]["demo"]["flags"]} for s in report}
-    assert set(demo["scores"]) == set(report), "every submission has an entry"
-    unsandboxed = {s for s in report if report[s]["demo"]["sandboxed"] is not True}
-    assert unsandboxed == {"invalid-json"}, "everything else ran in the sandbox (nothing of it ran)"
-    for student in ("honest", "blank"):
-        assert kinds[student] == set(), f"{student} flagged: {report[student]}"
-    for student in ("input transformer", "AST transformer", "pre_run_cell hook", "sys.settrace hook",
-                    "monkeypatched torch", "monkeypatched builtins"):
-        assert "verdict overruled" in kinds[student], f"{student}: {kinds[student]}"
-    expected = {"suicide": "kernel died", "deaf": "unresponsive", "sleeper": "timeout",
-                "bombs": "huge output", "invalid-json": "invalid notebook",
-                "forged-records": "forged record", "symlink": "sandbox violation",
-                "snoop": "sandbox violation"}
-    for student, kind in expected.items():
-        assert kind in kinds[student], f"{student}: {kinds[student]}"
-    assert {"deleted cell", "tampered cell"} <= kinds["tamper"]
-    tampered = {f.get("cell") for f in report["tamper"]["demo"]["flags"]}
-    assert {"q1_hidden", "q2_visible", "q3_hidden"} <= tampered
-    for student in report:
-        assert (f"### {student} / demo" in demo["markdown"]) == bool(kinds[student]), student
-
-
-def test_student_code_saw_no_solution_no_gradebook_no_network(demo):
-    assert demo["listener"].received == [], "student code reached the network"
-    course = demo["course"]
-    outside = [p for p in course.rglob("PWNED") if "autograded" not in p.parts]
-    assert outside == [], f"student code wrote outside its folder: {outside}"
-    assert not (course / "course" / "autograded" / "snoop" / "demo" / "escape").exists(), "link kept"
-    assert not (course / "course" / "submitted" / "symlink" / "demo" / "notes.txt").is_symlink()
-    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}") as gb:
-        manual = [g.manual_score for s in gb.assignment_submissions("demo")
-                  for n in s.notebooks for g in n.grades if g.manual_score is not None]
-    assert manual == [], "student code rewrote the gradebook"
-
-
-def test_regrading_gives_the_same_grades(demo):
-    course = demo["course"]
-    before = demo_scores(course, demo["scores"])
-    nbgrader(course, "autograde", "demo", "--force", "--student=honest", f"--Execute.timeout={TIMEOUT}",
-             check=False)
-    assert demo_scores(course, demo["scores"]) == before
-    report = json.loads((course / "course" / "reports" / "demo.json").read_text())
-    assert report["honest"]["demo"]["graded_at"] != demo["report"]["honest"]["demo"]["graded_at"], "regraded"
-    assert report["honest"]["demo"]["verdicts"] == demo["report"]["honest"]["demo"]["verdicts"] == {
-        "q1": "pass", "q2": "pass", "q3": "pass"}
-
-
-def test_no_sandbox_refuses_unless_the_instructor_allows_it(demo):
-    course, missing = demo["course"], "--Sandbox.bwrap=/nonexistent/bwrap"
-    refused = nbgrader(course, "autograde", "demo", "--force", "--student=honest", missing, check=False)
+def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
+    require_sandbox()
+    course = demo_course(tmp_path)
+    submit_all(course, {"honest": (attacks.demo_solutions(), None)})
+    missing = "--Sandbox.bwrap=/nonexistent/bwrap"
+    refused = nbgrader(course, "autograde", "demo", missing, check=False)
     assert refused.returncode != 0
     assert "refusing to run student code unsandboxed" in refused.stdout + refused.stderr
     assert not (course / "course" / "autograded" / "honest" / "demo" / "demo.ipynb").exists()
-    report = json.loads((course / "course" / "reports" / "demo.json").read_text())
+    report, _ = read_report(course)
     assert [f["kind"] for f in report["honest"]["demo"]["flags"]] == ["refused"]
 
     env = dict(os.environ, SANDBOXED_GRADING_ALLOW_UNSANDBOXED="1",
                PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    allowed = subprocess.run([str(BIN / "nbgrader"), "autograde", "demo", "--force", "--student=honest",
-                              missing, f"--Execute.timeout={TIMEOUT}"], cwd=course, env=env,
+    allowed = subprocess.run([str(BIN / "nbgrader"), "autograde", "demo", "--force", missing,
+                              f"--Execute.timeout={TIMEOUT}"], cwd=course, env=env,
                              capture_output=True, text=True, timeout=600)
     assert "grading WITHOUT the sandbox" in allowed.stdout + allowed.stderr
-    assert points(demo_scores(course, ["honest"])["honest"]) == attacks.FULL
-    report = json.loads((course / "course" / "reports" / "demo.json").read_text())
+    assert demo_scores(course, ["honest"])["honest"] == attacks.FULL
+    report, markdown = read_report(course)
     assert report["honest"]["demo"]["sandboxed"] is False
     assert report["honest"]["demo"]["verdicts"] == {"q1": "pass", "q2": "pass", "q3": "pass"}
-    assert "unsandboxed" in {f["kind"] for f in report["honest"]["demo"]["flags"]}
-    assert "| honest | demo | 5 / 5 | **NO** |" in (course / "course" / "reports" / "demo.md").read_text()
+    assert "unsandboxed" in kinds(report["honest"])
+    assert "| honest | demo | 5 / 5 | **NO** |" in markdown
 
 
 def planted(aid):
@@ -224,39 +221,33 @@ def planted(aid):
     return module.WRONG_ANSWERS
 
 
-@pytest.fixture(scope="module")
-def forgers(tmp_path_factory):
-    """Every assignment in one course, one forger each, graded in one autograde call: planted
-    wrong answers behind an AST transformer that swallows every error, and patched torch. The
-    notebook's own tests all pass, so only verdicts.py can take the points away."""
+def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
+    """For every assignment in solutions/ (one course, one autograde call): the planted wrong
+    answers behind an AST transformer that swallows every error, and patched torch. The notebook's
+    own tests all pass, so only the assignment's verdicts.py can take the points away."""
     require_sandbox()
-    course = tmp_path_factory.mktemp("forgers")
-    shutil.copy(ROOT / "nbgrader_config.py", course)
+    assert ASSIGNMENTS, "no assignment found in solutions/"
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
     for aid in ASSIGNMENTS:
-        shutil.copytree(ROOT / "solutions" / aid, course / "solutions" / aid)
-    nbgrader(course, "generate_assignment", "*", "--force")
+        shutil.copytree(ROOT / "solutions" / aid, tmp_path / "solutions" / aid)
+    nbgrader(tmp_path, "generate_assignment", "*", "--force")
     for aid in ASSIGNMENTS:
-        forger = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", as_version=4)
+        forger = nbformat.read(tmp_path / "exercises" / aid / f"{aid}.ipynb", as_version=4)
         for q, source in planted(aid).items():
             answer_cell(forger, q).source = source
         first = answer_cell(forger, "q1")
         first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
-        submit(course, aid, "forger", forger)
-    run = nbgrader(course, "autograde", "*", f"--Execute.timeout={TIMEOUT}", check=False)
-    return course, run.stdout + run.stderr
-
-
-@pytest.mark.parametrize("aid", ASSIGNMENTS)
-def test_forged_passes_lose_every_point_in_each_assignment(forgers, aid):
-    course, log = forgers
-    assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
-    assert planted(aid), f"tests/planted/{aid}.py is missing"
-    got = scores(course, aid, ["forger"])["forger"]
-    assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{log[-3000:]}"
-    report = json.loads((course / "course" / "reports" / f"{aid}.json").read_text())
-    entry = report["forger"][aid]
-    assert entry["verdicts"] and all(v.startswith("fail") for v in entry["verdicts"].values()), entry
-    assert "verdict overruled" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
+        submit(tmp_path, aid, "forger", forger)
+    run = nbgrader(tmp_path, "autograde", "*", f"--Execute.timeout={TIMEOUT}", check=False)
+    for aid in ASSIGNMENTS:
+        with subtests.test(msg=aid):
+            assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
+            assert planted(aid), f"tests/planted/{aid}.py is missing"
+            got = scores(tmp_path, aid, ["forger"])["forger"]
+            assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
+            entry = json.loads((tmp_path / "course" / "reports" / f"{aid}.json").read_text())["forger"][aid]
+            assert entry["verdicts"] and all(v.startswith("fail") for v in entry["verdicts"].values()), entry
+            assert "verdict overruled" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
 
 
 # --- the trusted comparison, without nbgrader ----------------------------------------------------
