@@ -30,7 +30,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from nbgrader_course import ASSIGNMENTS, BIN, ROOT, answer_cell, nbgrader, scores, submit
 from sandboxed_grading.sandbox import Sandbox
-from sandboxed_grading.verdicts import CheckVerdicts, compare, steps
+from sandboxed_grading.verdicts import CheckVerdicts, compare, probe_names, steps, tolerance
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "grading"))
 import attacks  # noqa: E402
@@ -287,3 +287,54 @@ def test_probes_run_after_their_questions_last_test_cell():
     assert not any("assert" in c for c in cells), "test cells are not run by the verdict process"
     assert "def ema_update" in program[probes[0] - 1]["cell"]
     assert "class CallCounter" in program[probes[1] - 1]["cell"]
+
+
+def run_probes_here(cells, spec, probes, seed):
+    """The verdict process's work, in this process (trusted code only: the reference solution and
+    the planted answers): run the cells, then each probe; {question: encoded result or error}."""
+    import contextlib
+    import io
+    import random
+
+    import torch
+    from sandboxed_grading.probes import encode
+
+    namespace, results = {"__name__": "__main__"}, {}
+    spec_namespace = {"__name__": "verdicts"}
+    exec(compile(spec, "verdicts.py", "exec"), spec_namespace)
+    for step in steps(cells, probes, {q: seed + i for i, q in enumerate(probes)}):
+        with contextlib.redirect_stdout(io.StringIO()):
+            if "cell" in step:
+                try:  # as in a notebook, a failing cell does not stop the next ones
+                    exec(compile(step["cell"], "<cell>", "exec"), namespace)
+                except Exception:  # noqa: BLE001
+                    pass
+                continue
+            random.seed(step["seed"])
+            torch.manual_seed(step["seed"])
+            rng = torch.Generator().manual_seed(step["seed"])
+            try:
+                results[step["probe"]] = encode(spec_namespace[step["probe"]](namespace, rng))
+            except Exception as exc:  # noqa: BLE001 (a wrong answer may raise anything)
+                results[step["probe"]] = f"raised {type(exc).__name__}"
+    return results
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_each_probe_catches_its_planted_wrong_answer_for_every_seed(aid):
+    """verdicts.py must tell each planted wrong answer from the solution whatever the secret seed,
+    and only in that answer's question (checked for several seeds, without the sandbox)."""
+    spec = (ROOT / "solutions" / aid / "verdicts.py").read_text()
+    probes = probe_names(spec)
+    defaults = CheckVerdicts()
+    rtol, atol = tolerance(spec, defaults.rtol, defaults.atol)
+    source = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    for seed in (1, 2_000_003, 987_654_321):
+        reference = run_probes_here(source.cells, spec, probes, seed)
+        assert not any(isinstance(v, str) for v in reference.values()), f"{aid}: {reference}"
+        for q, wrong in planted(aid).items():
+            nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+            answer_cell(nb, q).source = wrong
+            got = run_probes_here(nb.cells, spec, probes, seed)
+            differs = {p for p in probes if isinstance(got[p], str) or compare(got[p], reference[p], rtol, atol)}
+            assert differs == {q}, f"{aid}, seed {seed}: the wrong answer to {q} changed the verdicts of {differs}"

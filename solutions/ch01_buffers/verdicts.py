@@ -36,7 +36,6 @@ def q1(ns, rng):
 
 def q2(ns, rng):
     """snapshot_state: values equal, no shared memory, survives training, order kept, TypeError."""
-    torch.manual_seed(int(torch.randint(0, 2**31, (), generator=rng)))
     model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
     model[1].register_buffer("scratch", torch.ones(2), persistent=False)
     model(torch.randn(6, 3, generator=rng))

@@ -2,8 +2,8 @@
 
 * ``GuardedNotebookExporter`` (``Autograde.exporter_class``): when a submission cannot be read or
   sanitized (invalid JSON, broken metadata, a cell claiming a newer nbgrader schema...), stock
-  nbgrader drops it, or stops grading everyone. Here it is graded as an empty notebook: every
-  graded cell scores 0 and the report says why.
+  nbgrader drops it, or stops grading everyone. Here it is graded as the released notebook
+  without answers: every graded cell scores 0 and the report says why.
 * ``DetectTampering`` (first sanitize step): records locked cells that were edited or deleted and
   cells with grade ids the assignment does not have, and puts back the ``grade``/``points``
   metadata of graded cells, which nbgrader's OverwriteCells does not restore.
@@ -26,7 +26,7 @@ from .sandbox import SandboxUnavailable, remove_escapes
 
 
 class GuardedNotebookExporter(NotebookExporter):
-    """NotebookExporter that turns an unreadable submission into an empty, zero-scored one."""
+    """NotebookExporter that grades an unreadable submission as the release without answers."""
 
     def from_filename(self, filename, resources=None, **kw):
         sanitizing = getattr(self.parent, "_sanitizing", True)
@@ -37,7 +37,7 @@ class GuardedNotebookExporter(NotebookExporter):
         except (SandboxUnavailable, sqlalchemy.exc.SQLAlchemyError, KeyboardInterrupt) as exc:
             if isinstance(exc, SandboxUnavailable) and resources and "nbgrader" in resources:
                 report.flag(resources, "refused", str(exc))
-                report.save(self._report_dir(), resources)
+                report.save(report.reports_dir(self.config), resources)
             raise
         except Exception as exc:
             if not resources or "nbgrader" not in resources:
@@ -53,12 +53,6 @@ class GuardedNotebookExporter(NotebookExporter):
                 nb = nbformat.read(filename, as_version=4)
             nb.metadata["sandboxed_grading"] = {"not_run": f"{kind}: {reason}"[:500]}
             return self.from_notebook_node(nb, resources=resources, **kw)
-
-    def _report_dir(self):
-        from nbgrader.coursedir import CourseDirectory
-        from .report import WriteReport
-        configured = WriteReport(config=self.config).directory
-        return configured or report.default_directory(CourseDirectory(config=self.config))
 
 
 def released_skeleton(nbg, config):

@@ -4,7 +4,8 @@ It reads one JSON request on stdin: the instructor's ``verdicts.py`` source and 
 each either a notebook cell to run (``{"cell": source}``) or a probe to call
 (``{"probe": "q1", "seed": 123}``). Cells run in an IPython shell, one after the other, as in the
 notebook but without its test cells. A probe ``qN(ns, rng)`` from verdicts.py gets the namespace
-the cells built and a seeded ``torch.Generator``; what it returns is encoded as plain JSON and
+the cells built and a seeded ``torch.Generator`` (torch's and Python's global generators are
+seeded the same way just before); what it returns is encoded as plain JSON and
 written, one record per line, to the results stream (the original stdout). Everything the cells
 print goes to stderr.
 
@@ -15,6 +16,7 @@ forging a record means computing the right answer.
 import json
 import math
 import os
+import random
 import signal
 import sys
 
@@ -84,6 +86,8 @@ def main():
                 continue
             name = step["probe"]
             try:
+                random.seed(step["seed"])        # global generators too: a probe that builds
+                torch.manual_seed(step["seed"])  # nn.Linear layers gets the same weights each run
                 rng = torch.Generator().manual_seed(int(step["seed"]))
                 record = {"question": name, "ok": True, "value": encode(spec[name](shell.user_ns, rng))}
             except BaseException as exc:  # noqa: B036 (any failure is the probe's result)

@@ -81,10 +81,17 @@ def _clean(text, limit=600):
 
 
 def default_directory(coursedir):
+    """reports/ beside the SQLite gradebook (course/reports here), else in the course root."""
     db = coursedir.db_url
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         return os.path.join(os.path.dirname(db[len("sqlite:///"):]), "reports")
     return os.path.join(coursedir.root, "reports")
+
+
+def reports_dir(config):
+    """Where the reports go: ``WriteReport.directory``, or the default."""
+    from nbgrader.coursedir import CourseDirectory
+    return WriteReport(config=config).directory or default_directory(CourseDirectory(config=config))
 
 
 def save(directory, resources, score=None, max_score=None):
@@ -158,8 +165,6 @@ class WriteReport(NbGraderPreprocessor):
     directory = Unicode("", help="Where reports go (default: reports/ beside the gradebook).").tag(config=True)
 
     def preprocess(self, nb, resources):
-        from nbgrader.coursedir import CourseDirectory
-        directory = self.directory or default_directory(CourseDirectory(config=self.config))
         assignment, student, notebook = key(resources)
         score = max_score = None
         try:
@@ -168,7 +173,7 @@ class WriteReport(NbGraderPreprocessor):
                 score, max_score = sub.score, sub.max_score
         except MissingEntry:
             pass
-        path = save(directory, resources, score, max_score)
+        path = save(reports_dir(self.config), resources, score, max_score)
         if flags(resources):
             self.log.warning("%s/%s/%s flagged (%s): see %s", assignment, student, notebook,
                              ", ".join(sorted({f["kind"] for f in flags(resources)})), path)
