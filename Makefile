@@ -51,7 +51,7 @@ notebooks: install
 	$(BIN)/jupytext --sync chapters/*.ipynb $(foreach a,$(ASSIGNMENTS),solutions/$(a)/$(a).ipynb)
 
 release: install
-	for a in $(ASSIGNMENTS); do $(BIN)/nbgrader generate_assignment $$a --force || exit 1; done
+	$(BIN)/nbgrader generate_assignment "*" --force
 
 clean:
 	rm -rf _build course artifacts

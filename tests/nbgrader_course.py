@@ -1,6 +1,7 @@
 """A temporary nbgrader course for tests: the repo's own nbgrader_config.py, a copy of one
 assignment's instructor source, and the real nbgrader CLI. Used by the grading round trip and the
 release-sync test."""
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -85,3 +86,13 @@ def scores(course, aid, students):
             nb = gb.find_submission_notebook(aid, aid, student)
             out[student] = {g.name: g.score for g in nb.grades}
     return out
+
+
+def planted_wrong_answers(aid):
+    """{question: wrong answer cell source} from tests/planted/<aid>.py (it must exist)."""
+    path = ROOT / "tests" / "planted" / f"{aid}.py"
+    assert path.is_file(), f"{path} is missing: every assignment needs planted wrong answers"
+    spec = importlib.util.spec_from_file_location(f"planted_{aid}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WRONG_ANSWERS

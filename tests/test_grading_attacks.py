@@ -13,7 +13,6 @@ over the planted wrong answers: its verdicts.py must take all the points away.
 Needs bubblewrap (scripts/system-deps.sh installs it); without it these tests skip, except under
 CI=true where they fail.
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -28,7 +27,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from nbgrader_course import ASSIGNMENTS, BIN, ROOT, answer_cell, nbgrader, scores, submit
+from nbgrader_course import (ASSIGNMENTS, BIN, ROOT, answer_cell, nbgrader, planted_wrong_answers,
+                             scores, submit)
 from sandboxed_grading.sandbox import Sandbox
 from sandboxed_grading.verdicts import CheckVerdicts, compare, probe_names, steps, tolerance
 
@@ -211,16 +211,6 @@ def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
     assert "| honest | demo | 5 / 5 | **NO** |" in markdown
 
 
-def planted(aid):
-    path = ROOT / "tests" / "planted" / f"{aid}.py"
-    if not path.is_file():
-        return {}
-    spec = importlib.util.spec_from_file_location(f"planted_{aid}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.WRONG_ANSWERS
-
-
 def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
     """For every assignment in solutions/ (one course, one autograde call): the planted wrong
     answers behind an AST transformer that swallows every error, and patched torch. The notebook's
@@ -233,7 +223,7 @@ def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
     nbgrader(tmp_path, "generate_assignment", "*", "--force")
     for aid in ASSIGNMENTS:
         forger = nbformat.read(tmp_path / "exercises" / aid / f"{aid}.ipynb", as_version=4)
-        for q, source in planted(aid).items():
+        for q, source in planted_wrong_answers(aid).items():
             answer_cell(forger, q).source = source
         first = answer_cell(forger, "q1")
         first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
@@ -242,7 +232,7 @@ def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
     for aid in ASSIGNMENTS:
         with subtests.test(msg=aid):
             assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
-            assert planted(aid), f"tests/planted/{aid}.py is missing"
+            assert planted_wrong_answers(aid), f"tests/planted/{aid}.py is missing"
             got = scores(tmp_path, aid, ["forger"])["forger"]
             assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
             entry = json.loads((tmp_path / "course" / "reports" / f"{aid}.json").read_text())["forger"][aid]
@@ -332,7 +322,7 @@ def test_each_probe_catches_its_planted_wrong_answer_for_every_seed(aid):
     for seed in (1, 2_000_003, 987_654_321):
         reference = run_probes_here(source.cells, spec, probes, seed)
         assert not any(isinstance(v, str) for v in reference.values()), f"{aid}: {reference}"
-        for q, wrong in planted(aid).items():
+        for q, wrong in planted_wrong_answers(aid).items():
             nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
             answer_cell(nb, q).source = wrong
             got = run_probes_here(nb.cells, spec, probes, seed)

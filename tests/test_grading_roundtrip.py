@@ -7,7 +7,6 @@ deleted test cell (restored and graded) and an invalid-JSON notebook (a clear er
 file; the other students are still graded); then feedback and the CSV export, checked.
 """
 import csv
-import importlib.util
 import re
 import zipfile
 
@@ -15,8 +14,9 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from nbgrader_course import (ASSIGNMENTS, ROOT, answer_cell, graded_cells, make_course, nbgrader,
-                             question_points, scores, solved_release, submit)
+from nbgrader_course import (ASSIGNMENTS, answer_cell, graded_cells, make_course, nbgrader,
+                             planted_wrong_answers, question_points, scores, solved_release,
+                             submit)
 
 EDGE_CASE_ASSIGNMENT = "ch01_buffers"
 CELL_TIMEOUT = 15  # seconds per cell in these tests; the course default is in nbgrader_config.py
@@ -24,15 +24,6 @@ CELL_TIMEOUT = 15  # seconds per cell in these tests; the course default is in n
 
 
 # --- the tests ----------------------------------------------------------------------------------
-
-def planted_wrong_answers(aid):
-    path = ROOT / "tests" / "planted" / f"{aid}.py"
-    assert path.is_file(), f"{path} is missing: every assignment needs planted wrong answers"
-    spec = importlib.util.spec_from_file_location(f"planted_{aid}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.WRONG_ANSWERS
-
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_solution_full_blank_zero_wrong_answers_lose_their_points(tmp_path, aid):
