@@ -3,7 +3,8 @@
 Usage: python scripts/execute_notebooks.py NOTEBOOK.ipynb [...]
 Each notebook runs in its own folder with the current environment's kernel; a failing cell stops
 that notebook with the cell's error, and the file on disk is left as it was. Without a CUDA device,
-cells tagged `requires-cuda` are not run and keep their committed (GPU-recorded) outputs.
+cells tagged `requires-cuda` that hold outputs recorded on a GPU are not run and keep them; the
+others run, and their `%%requires_cuda` magic prints its note (bufferbook.cuda_cells).
 """
 import os
 import sys
@@ -11,15 +12,27 @@ import sys
 import nbformat
 from nbclient import NotebookClient
 
+from bufferbook.cuda_cells import has_gpu_output, is_cuda_cell
+
+KEEP = "keep-gpu-output"  # transient tag: never written to disk
+
 
 def execute_in_place(path, timeout=600):
     import torch
     nb = nbformat.read(path, as_version=4)
-    skip_tag = "skip-execution" if torch.cuda.is_available() else "requires-cuda"
+    kept = [] if torch.cuda.is_available() else [
+        c for c in nb.cells if is_cuda_cell(c) and has_gpu_output(c)]
+    for cell in kept:
+        cell.metadata.setdefault("tags", []).append(KEEP)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                            skip_cells_with_tag=skip_tag,
+                            record_timing=False,  # no timestamps: quieter diffs
+                            skip_cells_with_tag=KEEP,
                             resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        for cell in kept:
+            cell.metadata["tags"].remove(KEEP)
     nbformat.write(nb, path)
 
 

@@ -61,3 +61,51 @@ def test_require_cuda_turns_a_missing_gpu_into_an_error(pytester, monkeypatch):
     result = _run(pytester, cuda_available=False)
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*REQUIRE_CUDA=1 but torch sees no CUDA device*"])
+
+
+def _magic_notebook():
+    nb = nbformat.v4.new_notebook()
+    cuda = nbformat.v4.new_code_cell(
+        "%%requires_cuda\n# Copy bandwidth on 1 GiB buffers\nx = torch.ones(1, device='cuda')")
+    cuda.metadata["tags"] = ["requires-cuda"]
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext bufferbook.cuda_cells\nimport torch"), cuda,
+                nbformat.v4.new_code_cell("print('after the CUDA cell')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def test_run_all_finishes_on_a_cpu_with_a_note_in_the_cuda_cell():
+    """Jupyter's Run All (nbclient here) does not stop at a CUDA cell on a machine without CUDA."""
+    import torch
+    from nbclient import NotebookClient
+
+    from bufferbook.cuda_cells import NOTE_PREFIX, cell_text, has_gpu_output, skip_note
+    if torch.cuda.is_available():
+        pytest.skip("real GPU: the cell runs instead")
+    nb = _magic_notebook()
+    NotebookClient(nb, kernel_name="python3").execute()
+    note = cell_text(nb.cells[1])
+    assert note == skip_note(nb.cells[1].source) + "\n"
+    assert note.startswith(NOTE_PREFIX) and "Copy bandwidth on 1 GiB buffers" in note
+    assert cell_text(nb.cells[2]) == "after the CUDA cell\n"
+    assert not has_gpu_output(nb.cells[1])
+
+
+def test_gpu_outputs_are_told_apart_from_the_note():
+    from bufferbook.cuda_cells import has_gpu_output
+    cell = nbformat.v4.new_code_cell("%%requires_cuda\n# x")
+    assert not has_gpu_output(cell)  # never executed
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="NVIDIA H200: 4.2 TB/s\n")]
+    assert has_gpu_output(cell)
+
+
+def test_with_cuda_reported_the_cell_runs_and_its_error_fails_the_cell():
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    nb = _magic_notebook()
+    nb.cells[0].source += "\ntorch.cuda.is_available = lambda: True  # pretend a GPU"
+    nb.cells[1].source = "%%requires_cuda\n# ran\nprint('cell body ran')\n1 / 0"
+    with pytest.raises(CellExecutionError) as info:
+        NotebookClient(nb, kernel_name="python3").execute()
+    assert "the CUDA cell above failed" in str(info.value)
+    assert "cell body ran" in "".join(o.get("text", "") for o in nb.cells[1].outputs)
