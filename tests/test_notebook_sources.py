@@ -3,6 +3,7 @@
 The .py (percent format) is what reviewers read; the .ipynb (with outputs) is what the book renders
 and nbval runs. A cell changed in one but not the other fails here.
 """
+import re
 from pathlib import Path
 
 import jupytext
@@ -31,3 +32,41 @@ def test_notebook_is_committed_executed(path):
             and "requires-cuda" not in c.metadata.get("tags", [])]  # recorded on a GPU
     assert code and all(c.execution_count for c in code), (
         f"{path.name} has unexecuted code cells: run `make notebooks`")
+
+
+READER_NOTEBOOKS = sorted([*NOTEBOOKS, *ROOT.glob("exercises/*/*.ipynb")])
+MAX_COLUMNS = 80  # what a 1280-px page shows without clipping (book/_static/bufferbook.css)
+MYST_ROLE = re.compile(r"\{(?:doc|ref|numref|eq|download|term|cite)\}`")
+
+
+def _too_long(nb):
+    return [f"cell {i}: {len(line)} columns: {line[:50]}..."
+            for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > MAX_COLUMNS]
+
+
+@pytest.mark.parametrize("path", READER_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_fits_80_columns(path):
+    long_lines = _too_long(jupytext.read(path))
+    assert not long_lines, f"{path.name}: code lines over {MAX_COLUMNS} columns: {long_lines}"
+
+
+@pytest.mark.parametrize("path", READER_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_nbval_markers_are_tags_not_comments(path):
+    """The reader never sees `# NBVAL_...`: nbval reads the same markers from cell tags."""
+    marked = [i for i, c in enumerate(jupytext.read(path).cells)
+              if c.cell_type == "code" and "NBVAL_" in c.source]
+    assert not marked, f"{path.name}: cells {marked} carry an NBVAL comment; use a cell tag"
+
+
+@pytest.mark.parametrize("path", READER_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_render_in_jupyter_too(path):
+    """MyST roles show as raw text in Jupyter; plain Markdown links work in both."""
+    roles = [m.group(0) for c in jupytext.read(path).cells if c.cell_type == "markdown"
+             for m in MYST_ROLE.finditer(c.source)]
+    assert not roles, f"{path.name}: MyST roles {roles}; use [text](other.ipynb) links"
+
+
+def test_line_length_check_catches_a_long_line():
+    nb = jupytext.reads("x = 1\ny = '" + "a" * 80 + "'\n", fmt="py:percent")
+    assert len(_too_long(nb)) == 1
