@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,24 @@ def test_links_render_in_jupyter_too(path):
     roles = [m.group(0) for c in jupytext.read(path).cells if c.cell_type == "markdown"
              for m in MYST_ROLE.finditer(c.source)]
     assert not roles, f"{path.name}: MyST roles {roles}; use [text](other.ipynb) links"
+
+
+def _wide_output_lines(nb):
+    lines = []
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            lines += [f"cell {i}: {len(l)} columns: {l[:50]}..."
+                      for l in text.splitlines() if len(l) > MAX_COLUMNS]
+    return lines
+
+
+@pytest.mark.parametrize("path", READER_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_printed_output_fits_80_columns(path):
+    """Printed values and quoted error messages are read on the page too: no clipping."""
+    wide = _wide_output_lines(nbformat.read(path, as_version=4))
+    assert not wide, f"{path.name}: output lines over {MAX_COLUMNS} columns: {wide}"
 
 
 def test_line_length_check_catches_a_long_line():
