@@ -37,6 +37,7 @@ def test_notebook_is_committed_executed(path):
 
 READER_NOTEBOOKS = sorted([*NOTEBOOKS, *ROOT.glob("exercises/*/*.ipynb")])
 MAX_COLUMNS = 80  # what a 1280-px page shows without clipping (book/_static/bufferbook.css)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MYST_ROLE = re.compile(r"\{(?:doc|ref|numref|eq|download|term|cite)\}`")
 
 
@@ -72,6 +73,8 @@ def _wide_output_lines(nb):
     lines = []
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                continue  # the page shows the widget, not its text/plain repr
             text = output.get("text") or output.get("data", {}).get("text/plain", "")
             text = "".join(text) if isinstance(text, list) else text
             lines += [f"cell {i}: {len(l)} columns: {l[:50]}..."
