@@ -92,3 +92,20 @@ def test_printed_output_fits_80_columns(path):
 def test_line_length_check_catches_a_long_line():
     nb = jupytext.reads("x = 1\ny = '" + "a" * 80 + "'\n", fmt="py:percent")
     assert len(_too_long(nb)) == 1
+
+
+FENCE_WITH_BACKTICK = re.compile(r"^(`{3,})\{[^}]*\}.*`", re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", READER_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_directive_titles_have_no_backticks(path):
+    """```{admonition} Pitfall: `x` is no valid fence: jupytext then merges the code cells after
+    it into markdown (commented out) and both paired files agree, so nothing else catches it."""
+    bad = [m.group(0) for c in jupytext.read(path).cells if c.cell_type == "markdown"
+           for m in FENCE_WITH_BACKTICK.finditer(c.source)]
+    assert not bad, f"{path.name}: directive titles with backticks: {bad}"
+
+
+def test_fence_check_catches_a_backtick_title():
+    assert FENCE_WITH_BACKTICK.search("```{admonition} Pitfall: `add_`\n:class: warning\n```")
+    assert not FENCE_WITH_BACKTICK.search("```{admonition} Pitfall: add in place\n```")
