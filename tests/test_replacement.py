@@ -228,6 +228,14 @@ def test_facts_table_fits_the_page_for_every_lab_state():
                 assert max(len(line) for line in text.splitlines()) <= 80, (dtype, shape)
 
 
+def test_facts_table_writes_multiline_messages_on_one_wrapped_line():
+    text = facts_table([describe_replacement("load_state_dict", shape=(4,))])
+    error = text.split("load_state_dict raised: ")[1]
+    assert "  " not in error.replace("\n    ", " ") and "\t" not in error
+    assert " ".join(error.split()).startswith(
+        "Error(s) in loading state_dict for _Demo: size mismatch for buf:")
+
+
 def test_lab_table_all_lists_every_strategy_in_order():
     lines = lab_table().splitlines()
     assert [line.split()[0] for line in lines[1:]] == list(STRATEGIES)

@@ -154,15 +154,13 @@ TABLE_COLUMNS = (
     ("dtype", "dtype", str),
     ("shape", "shape", str),
 )
-TABLE_LEGEND = ("object, storage: the module's buffer afterwards, same as before or new\n"
-                "module, holder: values read through the module and through a reference\n"
-                "held before (new = sevens, old = ones); saved: in the state_dict")
 
 
 def facts_table(rows, width=78):
     """Format rows from ``describe_replacement`` as an aligned text table, one line per
     strategy, with torch's errors below it wrapped to ``width`` columns (Chapter 2, section
-    2.9). Facts are written as words (same/new, new/old values, yes/no)."""
+    2.9). Facts are written as words (same/new, new/old values, yes/no); each error message
+    is written on one logical line (its newlines and tabs as single spaces), then wrapped."""
     cells = [[fmt(row[fact]) for _, fact, fmt in TABLE_COLUMNS] for row in rows]
     headers = [header for header, _, _ in TABLE_COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
@@ -170,7 +168,8 @@ def facts_table(rows, width=78):
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     for row in rows:
         if row["error"] is not None:
-            lines.append(textwrap.fill(f"{row['how']} raised: {row['error']}", width,
+            message = " ".join(row["error"].split())  # torch's "\n\t" as one space
+            lines.append(textwrap.fill(f"{row['how']} raised: {message}", width,
                                        subsequent_indent="    "))
     return "\n".join(line.rstrip() for line in lines)
 
