@@ -896,7 +896,8 @@ index_choice = widgets.Dropdown(description="indices", options=[
     ("4, 0, 4, 0, 4  (two slots)", (4, 0, 4, 0, 4)),
     ("4, 2, 0  (no repeat)", (4, 2, 0)),
 ])
-value_choice = widgets.ToggleButtons(description="value", options=[1, 3, -2])
+value_choice = widgets.ToggleButtons(description="value", options=[1, 3, -2],
+                                     style={"button_width": "4em"})
 box = state_picker(comparison_html,
                    {"indices": index_choice, "value": value_choice})
 display(box, exclude=["text/plain"])  # the widget, not its long text repr
