@@ -14,43 +14,56 @@
 # ---
 
 # %% [markdown]
-# (chapter-3)=
 # # 3. In-place accumulation
 #
-# A buffer that *accumulates* (a running mean, a running variance, a batch counter) is updated a
-# little on every training step. This chapter is about doing that update correctly: the right
-# formula, in place, outside autograd, only in training mode.
+# ```{admonition} In this chapter
+# :class: note
+# **You will learn**
 #
-# **Overview**
+# - to keep a running mean that really is one: `buf.lerp_(stat, momentum)` under
+#   `torch.no_grad()`, only in training mode;
+# - BatchNorm's exact rule: momentum, the *unbiased* variance it stores, `momentum=None` as a
+#   plain average, and the `num_batches_tracked` counter;
+# - why `eval()` stops nothing by itself, and `torch.no_grad()` stops no update;
+# - two autograd traps (a buffer that drags a graph along, an in-place write to a tensor
+#   autograd saved) and which fixes give the right gradient;
+# - where updates really are lost (`torch.inference_mode`, `nn.DataParallel` replicas,
+#   `torch.func.functional_call`), and when to update in place or rebind.
 #
-# - A widely copied answer gets two things wrong: its "running mean" is a running *sum*, and it
-#   says the update is lost after `forward`. We check both.
-# - The exponential moving average with `lerp_`, and BatchNorm's exact rule: momentum, the
-#   unbiased variance it stores, `momentum=None` as a cumulative average, `num_batches_tracked`.
-# - `eval()` stops nothing by itself: your `forward` must check `self.training`.
-# - Two autograd traps: a buffer that drags a graph along, and an in-place update of a tensor
-#   autograd saved for backward (the version-counter error). Which fixes work, which do not.
-# - `torch.inference_mode` turns rebound buffers into inference tensors that break training.
-# - Where updates really are lost: `nn.DataParallel` replicas and `torch.func.functional_call`.
+# **Prerequisites:** [chapter 1](01_buffers_vs_parameters.ipynb) (what `register_buffer`
+# stores), [chapter 2](02_full_replacement.ipynb) (writing into a buffer versus rebinding it),
+# and `backward()` / `torch.no_grad()` from any PyTorch training loop.
 #
-# Every claim below is an executed check against the installed torch; error messages are quoted
-# exactly as torch prints them.
+# **Time:** about 40 minutes.
+# ```
+#
+# Every `nn.BatchNorm` layer updates three buffers on every training step, and the values it
+# uses at evaluation time are those buffers. The same pattern, a buffer nudged a little in
+# `forward` on each batch, keeps an EMA of a statistic, the scale of a low-precision layer, a
+# counter in a data pipeline. None of these updates raise an error when they are wrong: a
+# running sum where a mean was meant, statistics that keep moving during validation, a
+# gradient computed with the wrong scale. This chapter runs each mistake and its fix.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 # imports for the whole chapter, and the versions this page was run with
+# %load_ext bufferbook.cuda_cells
+import html
+import inspect
 import platform
+import textwrap
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
 from torch import nn
 from torch.func import functional_call
 
-from bufferbook.accumulation import (RunningStats, ema_figure, ema_trajectory, graph_size,
-                                     sample_stream, update_factor)
+from bufferbook.accumulation import (
+    RunningStats, cpu_replicas, ema_alt_text, ema_state_html, ema_summary,
+    ema_trajectory, graph_size, sample_stream, update_factor)
 from bufferbook.checks import error_message
 from bufferbook.palette import use_book_style
+from bufferbook.widget_states import state_picker
 
 use_book_style()
 print("torch", torch.__version__, "| Python", platform.python_version())
@@ -58,14 +71,20 @@ print("torch", torch.__version__, "| Python", platform.python_version())
 # %% [markdown]
 # ## 3.1 The widely copied answer
 #
-# Asked "how do I keep a running mean of my inputs in a module?", a much-copied answer goes:
+# A normalising layer, or a data pipeline that standardises its inputs, needs the mean of what
+# it has seen so far, kept in a buffer so that it is saved with the model. Asked "how do I keep
+# a running mean of my inputs in a module?", a much-copied answer goes:
 #
 # > Register a buffer and add to it in `forward`:
 # > `self.running_mean.add_(x.mean())`. Note that updates made to a buffer inside `forward` are
 # > lost once `forward` returns, so return the new mean and store it yourself in the training
 # > loop.
 #
-# Here is that module, run on three batches whose means are 1, 2 and 3.
+# ```{admonition} Predict
+# :class: tip
+# The module below sees three batches whose means are 1, 2 and 3. What does `running_mean`
+# hold afterwards? And a `state_dict()` taken *before* the three batches: what does it hold?
+# ```
 
 # %%
 # the answer's module, as written
@@ -80,33 +99,44 @@ class CopiedTracker(nn.Module):
 
 
 tracker = CopiedTracker()
+taken_before = tracker.state_dict()
 buffer_before = tracker.running_mean
 for m in (1.0, 2.0, 3.0):
     tracker(torch.full((4,), m))
-print("running_mean after batches with means 1, 2, 3:", tracker.running_mean.item())
+print("running_mean:", tracker.running_mean)
+print("state_dict taken before:", taken_before["running_mean"])
 
 # %% [markdown]
-# The result is 6, the **sum** of the batch means, not their mean (2) and not a moving average:
-# `add_` accumulates, and nothing ever weighs the old value down. The second claim is wrong
-# too: the buffer kept every update. It is the same tensor object as before, and it is what
-# `state_dict()` saves.
+# `running_mean` is 6, the **sum** of the batch means, not their mean (2) and not a moving
+# average: `add_` accumulates, and nothing ever weighs the old value down. The second claim is
+# wrong too: the buffer kept every update. `add_` wrote into the module's own tensor, and a
+# `state_dict()` holds a `detach()`ed tensor sharing that memory, not a copy, so even the one
+# taken before the batches shows 6.
 
-# %%
-# check both claims: a sum, not a mean; the update persists after forward returns
+# %% tags=["hide-input"]
+# Check: a sum, not a mean; kept in the same tensor, whose storage the
+# earlier state_dict shares
 assert tracker.running_mean.item() == 1.0 + 2.0 + 3.0
 assert tracker.running_mean.item() != (1.0 + 2.0 + 3.0) / 3
-assert tracker.running_mean is buffer_before                 # updated in place, not replaced
-assert tracker.state_dict()["running_mean"].item() == 6.0    # and saved with the model
-print("sum, not mean:", tracker.running_mean.item() == 6.0)
-print("update kept after forward:", tracker.running_mean is buffer_before)
+assert tracker.running_mean is buffer_before  # in place, not replaced
+assert taken_before["running_mean"].data_ptr() == buffer_before.data_ptr()
+assert tracker.state_dict()["running_mean"].item() == 6.0
 
 # %% [markdown]
-# The fix is a weighted update, `new = (1 - m) * old + m * batch_mean`, done in place, outside
-# autograd, and only while training. `Tensor.lerp_(end, weight)` computes exactly
-# `self + weight * (end - self)`, which is the same thing.
+# ```{admonition} Pitfall: add_ for a running mean
+# :class: warning
+# `self.running_mean.add_(x.mean())` keeps a running *sum* that grows with every batch.
+# **Fix:** weigh the old value down, `new = (1 - m) * old + m * batch_mean`, written in place
+# as `self.running_mean.lerp_(x.mean(), m)`, under `torch.no_grad()` and only when
+# `self.training` is true.
+# ```
+#
+# `Tensor.lerp_(end, weight)` computes exactly `self + weight * (end - self)`, which is that
+# weighted update. The corrected tracker:
 
 # %%
-# the corrected tracker: an exponential moving average, in place, outside autograd, training only
+# the corrected tracker: an exponential moving average, in place, outside
+# autograd, training only
 class EMATracker(nn.Module):
     def __init__(self, momentum=0.1):
         super().__init__()
@@ -123,201 +153,351 @@ class EMATracker(nn.Module):
 ema = EMATracker(momentum=0.5)
 for m in (1.0, 2.0, 3.0):
     ema(torch.full((4,), m))
+print("momentum 0.5, after means 1, 2, 3:", ema.running_mean)
+
+# %% tags=["hide-input"]
+# Check: the tracker follows the recursion new = 0.5 * old + 0.5 * mean
 expected = 0.0
 for m in (1.0, 2.0, 3.0):
     expected = 0.5 * expected + 0.5 * m
 assert ema.running_mean.item() == expected == 2.125
-print("EMA with momentum 0.5 after means 1, 2, 3:", ema.running_mean.item())
 
 # %% [markdown]
+# With momentum 0.5 the three batches give 0.5, 1.25, 2.125: each step moves half the way to
+# the new batch mean.
+#
 # ## 3.2 The exponential moving average and `lerp_`
 #
-# `buf.lerp_(x, m)` and `(1 - m) * buf + m * x` agree (to rounding), and `lerp_` writes into
-# the buffer's own memory: no new tensor, nothing for the module to re-register.
+# An exponential moving average (EMA) is how BatchNorm keeps its statistics and how an EMA
+# teacher follows a student. `buf.lerp_(x, m)` and `(1 - m) * buf + m * x` give the same
+# values (to rounding); the difference is where the result goes. `lerp_` writes into the
+# buffer's own memory: no new tensor, nothing for the module to re-register, and anything else
+# holding the buffer sees the new value ([chapter 2](02_full_replacement.ipynb) is about why
+# that matters).
 
 # %%
-# lerp_ is the EMA update, done in place
+# lerp_ is the EMA update, written into the buffer's own storage
 torch.manual_seed(0)
 buf, x, m = torch.randn(5), torch.randn(5), 0.1
 expected = (1 - m) * buf + m * x
 storage = buf.data_ptr()
 buf.lerp_(x, m)
+print("after lerp_:", buf)
+print("formula:    ", expected)
+print("storage:", "same" if buf.data_ptr() == storage else "new")
+
+# %% tags=["hide-input"]
+# Check: lerp_ equals the formula and keeps the storage
 torch.testing.assert_close(buf, expected)
 assert buf.data_ptr() == storage
-print("lerp_ equals (1-m)*buf + m*x:", torch.allclose(buf, expected))
-print("same memory after lerp_:", buf.data_ptr() == storage)
 
 # %% [markdown]
-# Starting from 0, an EMA is biased toward its start: on a constant stream `c` the estimate
-# after `k` steps is `c * (1 - (1 - m)**k)`, so with `m = 0.01` it still holds about a third of
-# the initial 0 after 100 steps. `ema_trajectory` (in `bufferbook.accumulation`) returns the
-# estimate after every step, updating a buffer with `lerp_`.
+# ### The start-up bias
+#
+# A buffer has to start somewhere: BatchNorm starts `running_mean` at 0 and `running_var` at 1.
+#
+# ```{admonition} Predict
+# :class: tip
+# A buffer starts at 0 and is updated 100 times with the value 2.0, momentum 0.01. Where does
+# it end: near 2, near 1, or near 0?
+# ```
 
 # %%
-# the start-up bias, exactly: constant stream of 2.0, estimates after each of 100 steps
+# a constant stream of 2.0; ema_trajectory gives the estimate after each
+# step
 constant = torch.full((100,), 2.0, dtype=torch.float64)
+estimate = ema_trajectory(constant, 0.01)
+print(f"after 100 steps: {estimate[-1].item():.4f}")
+print(f"weight the initial value still has, 0.99**100: {0.99 ** 100:.4f}")
+
+# %% [markdown]
+# It ends at 1.268, not 2. Each update multiplies the weight of everything before it by
+# `1 - m`, so after `k` updates the estimate is
+# `(1 - m)**k * initial + (1 - (1 - m)**k) * c` on a constant stream `c`. With `m = 0.01` and
+# `k = 100`, the initial value still weighs `0.99**100 = 0.366`: more than a third of the
+# estimate is the initial 0, and `2 * (1 - 0.366) = 1.268`.
+#
+# ```{admonition} Pitfall: trusting an EMA buffer after a few updates
+# :class: warning
+# With a small momentum the buffer needs hundreds of updates before its starting value stops
+# mattering; reading it earlier gives a value pulled toward the start. **Fix:** divide by the
+# weight the data has, `1 - (1 - m)**k`: on a stream of 2.0 that gives 2 at every step (up
+# to rounding). (Or use `momentum=None`, section 3.3, which gives every batch the same weight.)
+# ```
+
+# %% tags=["hide-input"]
+# Check: the closed form, the initial value's weight 0.99**100 = 0.366, the
+# estimate 1.268, and the debiased estimate exactly 2
 steps = torch.arange(1, 101, dtype=torch.float64)
 for m in (0.01, 0.1, 0.5):
-    torch.testing.assert_close(ema_trajectory(constant, m), 2.0 * (1 - (1 - m) ** steps))
-slow = ema_trajectory(constant, 0.01)[-1].item()
-print(f"momentum 0.01, after 100 steps: {slow:.3f} of 2.0")
-assert 1.25 < slow < 1.27 and 0.3 < (1 - 0.01) ** 100 < 0.4  # about a third still the initial 0
+    torch.testing.assert_close(ema_trajectory(constant, m),
+                               2.0 * (1 - (1 - m) ** steps))
+weight = 0.99 ** 100
+assert round(weight, 3) == 0.366 and round(estimate[-1].item(), 3) == 1.268
+torch.testing.assert_close(estimate[-1].item(),
+                           weight * 0.0 + (1 - weight) * 2.0)
+from_five = ema_trajectory(constant, 0.01, init=5.0)[-1].item()
+torch.testing.assert_close(from_five, weight * 5.0 + (1 - weight) * 2.0)
+torch.testing.assert_close(estimate / (1 - 0.99 ** steps),
+                           torch.full((100,), 2.0, dtype=torch.float64))
 
 # %% [markdown]
-# On noisy data the momentum trades speed for noise: a large momentum reaches the true mean fast
-# and then jitters around it; a small one is smooth but slow. `momentum=None` (used by BatchNorm,
-# section 3.3) weighs every step equally, so it is the plain average of everything seen.
-# The figure shows 200 samples from a normal distribution with mean 2 and standard deviation 1.
+# ### Speed against noise
+#
+# On real data the batch statistics are noisy, and the momentum trades speed for noise.
+#
+# ```{admonition} Predict
+# :class: tip
+# 200 samples from a normal distribution with mean 2 and standard deviation 1, each folded
+# into a buffer that starts at 0. Which momentum gets close to 2 first, and which one jumps
+# around most once it is there?
+# ```
+#
+# Move the slider: each position shows the running estimate for one momentum (thick line)
+# against the plain average of everything seen so far (thin line, `momentum=None`).
 
-# %% mystnb={"image": {"alt": "Running estimate against step for momenta 0.01, 0.5, None (cumulative) and the chosen 0.1, with a dashed line at the true mean 2. Momentum 0.01 rises slowly from 0 and is still well below 2 after 200 steps; 0.5 reaches 2 within a few steps but jitters strongly; 0.1 reaches 2 after about 30 steps with moderate jitter; the cumulative average settles close to 2 and becomes smoother over time."}}
-# default state of the interactive figure below: momentum 0.1 against three references
-fig = ema_figure(0.1)
-plt.show()
+# %% tags=["nbval-ignore-output"]
+# one figure per momentum, all drawn when this page was built
+momenta = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
+slider = widgets.SelectionSlider(options=momenta, value=0.1,
+                                 description="momentum")
+picker = state_picker(ema_state_html, {"momentum": slider})
+display(picker, exclude=["text/plain"])  # the widget, without its long repr
 
-# %%
-# the figure's claims, checked on the same seeded stream
+# %% [markdown]
+# A large momentum arrives fast and then jumps around: with 0.5 the estimate is within 0.2 of
+# the true mean after 4 steps, and later moves by 0.42 per step on average, because each
+# single sample pulls it halfway. A small momentum is smooth and slow: with 0.01 the estimate
+# moves less than 0.01 per step but is still not within 0.2 of the mean after 200 steps (it
+# ends at 1.74, the start-up bias again). `momentum=None` weighs every step equally, so it is
+# the plain average of everything seen (1.97 after 200 steps), and the smoothest of all.
+
+# %% tags=["hide-input"]
+# Check: each state shows its own momentum with its own numbers; a larger
+# momentum arrives sooner and jumps more; the numbers quoted above
+assert len(picker.states) == len(momenta)
+for (index,), state in picker.states.items():
+    alt = html.escape(ema_alt_text(momenta[index]), quote=True)
+    assert f'alt="{alt}"' in state.value
+    assert f"momentum {momenta[index]:g}:" in ema_alt_text(momenta[index])
+summaries = [ema_summary(m) for m in momenta]
+arrival = [s["first_within"] or 10 ** 9 for s in summaries]
+jitter = [s["late_step"] for s in summaries]
+assert arrival == sorted(arrival, reverse=True) and len(set(arrival)) == 6
+assert jitter == sorted(jitter) and len(set(jitter)) == 6
+fast, slow, plain = summaries[-1], summaries[0], ema_summary(None)
+assert fast["first_within"] == 4 and round(fast["late_step"], 2) == 0.42
+assert slow["first_within"] is None and slow["late_step"] < 0.01
+assert round(slow["final"], 2) == 1.74 and round(plain["final"], 2) == 1.97
+assert plain["late_step"] < slow["late_step"]
 xs = sample_stream(200, mean=2.0, std=1.0, seed=0)
-fast, mid, slow = (ema_trajectory(xs, m) for m in (0.5, 0.1, 0.01))
-cumulative = ema_trajectory(xs, None)
-torch.testing.assert_close(cumulative, xs.cumsum(0) / torch.arange(1, 201))
-assert abs(fast[:10].mean() - 2) < abs(slow[:10].mean() - 2)       # large momentum: faster start
-assert fast[100:].std() > mid[100:].std() > cumulative[100:].std()  # ... and noisier later
-assert slow[-1] < 1.8                                               # 0.01: still far below 2
-print("faster start with momentum 0.5:", bool(abs(fast[:10].mean() - 2) < abs(slow[:10].mean() - 2)))
-print("noisier later with momentum 0.5:", bool(fast[100:].std() > mid[100:].std()))
-
-# %% [markdown]
-# Move the slider to redraw the thick curve for another momentum (it needs a running kernel; the
-# static page shows the default above).
-
-# %% mystnb={"image": {"alt": "The same running-estimate figure, redrawn for the momentum chosen with the slider."}}
-# NBVAL_IGNORE_OUTPUT
-# the live version: the slider sets the momentum passed to the tested ema_figure
-def show_ema(momentum):
-    ema_figure(momentum)
-    plt.show()
-
-
-slider = widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1,
-                                description="momentum", readout_format=".3f")
-widgets.interactive(show_ema, momentum=slider)
+torch.testing.assert_close(ema_trajectory(xs, None),
+                           xs.cumsum(0) / torch.arange(1, 201))
 
 # %% [markdown]
 # ## 3.3 BatchNorm's exact rule
 #
+# Fine-tune a pretrained network that has BatchNorm layers, and its running statistics are
+# what the model uses once you call `eval()`. Knowing exactly what they hold tells you when
+# they are stale, when small batches make them noisy, and how to reproduce them.
 # `nn.BatchNorm1d` keeps three buffers: `running_mean` (zeros), `running_var` (ones) and
-# `num_batches_tracked` (a `long` scalar). In training mode, for a batch of `n` rows it
+# `num_batches_tracked` (a `long` scalar).
+#
+# ```{admonition} Predict
+# :class: tip
+# BatchNorm normalises a batch with its variance, and folds a variance into `running_var`.
+# For a batch of `n = 4` rows, which one goes into `running_var`: the variance divided by `n`
+# (biased) or by `n - 1` (unbiased)?
+# ```
+
+# %%
+# one training step of BatchNorm1d (momentum 0.1), and the two candidates
+torch.manual_seed(1)
+bn = nn.BatchNorm1d(3)
+x = torch.randn(4, 3) * 2 + 1
+y = bn(x)
+m = bn.momentum
+unbiased, biased = x.var(0, unbiased=True), x.var(0, unbiased=False)
+print("running_var:           ", bn.running_var)
+print("0.9 * 1 + 0.1*unbiased:", (1 - m) * 1 + m * unbiased)
+print("0.9 * 1 + 0.1*biased:  ", (1 - m) * 1 + m * biased)
+print("num_batches_tracked:", bn.num_batches_tracked)
+
+# %% [markdown]
+# `running_var` holds the **unbiased** variance (divided by `n - 1`), while the output was
+# normalised with the **biased** one (divided by `n`). In training mode, for a batch of `n`
+# rows, BatchNorm
 #
 # 1. adds 1 to `num_batches_tracked`;
 # 2. sets `factor = momentum`, or `1 / num_batches_tracked` when `momentum=None`;
-# 3. updates `running_mean = (1 - factor) * running_mean + factor * batch_mean` and the same for
-#    `running_var` with the **unbiased** batch variance (divided by `n - 1`);
-# 4. normalises the batch with the batch mean and the **biased** variance (divided by `n`).
+# 3. updates `running_mean = (1 - factor) * running_mean + factor * batch_mean`, and the same
+#    for `running_var` with the unbiased batch variance;
+# 4. normalises the batch with the batch mean and the biased variance.
 #
-# We check each step against one training step of the real module.
+# With `n = 4` the two variances differ by a factor `4 / 3`, so the difference matters most
+# for small batches.
 
-# %%
-# one training step of BatchNorm1d, redone by hand
-torch.manual_seed(1)
-bn = nn.BatchNorm1d(3)  # momentum=0.1
-assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))
-assert bn.num_batches_tracked.item() == 0
-x = torch.randn(4, 3) * 2 + 1
-y = bn(x)
-n, m = x.shape[0], bn.momentum
-unbiased, biased = x.var(0, unbiased=True), x.var(0, unbiased=False)
+# %% tags=["hide-input"]
+# Check: the update uses the unbiased variance, the output the biased one
+n = x.shape[0]
+assert torch.equal(bn.num_batches_tracked, torch.tensor(1))
 torch.testing.assert_close(unbiased, biased * n / (n - 1))
-torch.testing.assert_close(bn.running_mean, (1 - m) * torch.zeros(3) + m * x.mean(0))
-torch.testing.assert_close(bn.running_var, (1 - m) * torch.ones(3) + m * unbiased)
-assert not torch.allclose(bn.running_var, (1 - m) * torch.ones(3) + m * biased)
-torch.testing.assert_close(y, (x - x.mean(0)) / torch.sqrt(biased + bn.eps))
-assert not torch.allclose(y, (x - x.mean(0)) / torch.sqrt(unbiased + bn.eps))
-print("running_var uses the unbiased variance:",
-      torch.allclose(bn.running_var, (1 - m) * torch.ones(3) + m * unbiased))
-print("the output uses the biased variance:",
-      torch.allclose(y, (x - x.mean(0)) / torch.sqrt(biased + bn.eps)))
-
-# %%
-# num_batches_tracked: a long that counts training batches, even when momentum is a float
-assert bn.num_batches_tracked.dtype == torch.long
-print("dtype:", bn.num_batches_tracked.dtype, "| after 1 batch:", bn.num_batches_tracked.item())
-for _ in range(4):
-    bn(torch.randn(4, 3))
-assert bn.num_batches_tracked.item() == 5
-print("after 5 batches:", bn.num_batches_tracked.item())
+torch.testing.assert_close(bn.running_mean, m * x.mean(0))
+torch.testing.assert_close(bn.running_var,
+                           (1 - m) * torch.ones(3) + m * unbiased)
+assert not torch.allclose(bn.running_var,
+                          (1 - m) * torch.ones(3) + m * biased)
+centred = x - x.mean(0)
+torch.testing.assert_close(y, centred / torch.sqrt(biased + bn.eps))
+assert not torch.allclose(y, centred / torch.sqrt(unbiased + bn.eps))
+fresh = nn.BatchNorm1d(3)
+assert torch.equal(fresh.running_mean, torch.zeros(3))
+assert torch.equal(fresh.running_var, torch.ones(3))
 
 # %% [markdown]
-# With `momentum=None` the factor is `1 / num_batches_tracked`, so the first batch replaces the
-# initial values completely and afterwards every batch counts equally: the buffers are the plain
-# average of the batch statistics (a *cumulative* moving average).
+# `num_batches_tracked` counts training batches. It is a `long` even when the momentum is a
+# float, because `momentum=None` needs an exact count.
 
 # %%
-# momentum=None: running_mean is the average of the batch means, running_var of the unbiased vars
+# num_batches_tracked: a long that counts training batches
+for _ in range(4):
+    bn(torch.randn(4, 3))
+print("num_batches_tracked:", bn.num_batches_tracked)
+print("dtype:", bn.num_batches_tracked.dtype)
+
+# %% tags=["hide-input"]
+# Check: a long scalar at 5 after five training batches
+assert bn.num_batches_tracked.dtype == torch.long
+assert bn.num_batches_tracked.item() == 5
+
+# %% [markdown]
+# With `momentum=None` the factor is `1 / num_batches_tracked`: the first batch replaces the
+# initial values completely, and afterwards every batch counts equally. The buffers become the
+# plain average of the batch statistics (a *cumulative* moving average).
+
+# %%
+# momentum=None: running_mean is the plain average of the 5 batch means
 torch.manual_seed(2)
 bn_cma = nn.BatchNorm1d(3, momentum=None)
 batches = [torch.randn(8, 3) * (i + 1) + i for i in range(5)]
 for b in batches:
     bn_cma(b)
-torch.testing.assert_close(bn_cma.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0))
-torch.testing.assert_close(bn_cma.running_var, torch.stack([b.var(0) for b in batches]).mean(0))
+batch_means = torch.stack([b.mean(0) for b in batches])
+print("running_mean:          ", bn_cma.running_mean)
+print("average of batch means:", batch_means.mean(0))
+print("factors for batches 1, 2, 5:",
+      [update_factor(None, k) for k in (1, 2, 5)])
+
+# %% tags=["hide-input"]
+# Check: the plain average of batch means and of unbiased batch variances
+torch.testing.assert_close(bn_cma.running_mean, batch_means.mean(0))
+batch_vars = torch.stack([b.var(0) for b in batches])
+torch.testing.assert_close(bn_cma.running_var, batch_vars.mean(0))
 assert [update_factor(None, k) for k in (1, 2, 5)] == [1.0, 0.5, 0.2]
-print("momentum=None gives the plain average of 5 batches:",
-      torch.allclose(bn_cma.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0)))
 
 # %% [markdown]
-# In eval mode BatchNorm normalises with the buffers and updates nothing. The update itself runs
-# outside autograd: even when the input requires grad, the buffers do not, and have no `grad_fn`.
-# And `torch.no_grad()` does not stop the update: only the training flag does.
+# ### What stops the update
+#
+# ```{admonition} Predict
+# :class: tip
+# `bn` has seen 5 training batches. It now sees one batch after `bn.eval()`, one in training
+# mode under `torch.no_grad()`, and one in training mode with its weight and bias frozen
+# (`requires_grad_(False)`). Which of the three move `num_batches_tracked`?
+# ```
 
 # %%
-# eval: uses the buffers, changes nothing; training: buffers stay out of autograd, even under no_grad
+# three ways people try to freeze BatchNorm statistics
+counts = {}
+bn.eval()
+bn(torch.randn(4, 3))
+counts["eval()"] = bn.num_batches_tracked.item()
+bn.train()
+with torch.no_grad():
+    bn(torch.randn(4, 3))
+counts["train() under torch.no_grad()"] = bn.num_batches_tracked.item()
+for p in bn.parameters():
+    p.requires_grad_(False)
+bn(torch.randn(4, 3))
+counts["train(), weight and bias frozen"] = bn.num_batches_tracked.item()
+for how, count in counts.items():
+    print(f"{how:<34} num_batches_tracked = {count}")
+
+# %% [markdown]
+# Only `eval()` stops it. In eval mode BatchNorm normalises with the buffers and updates
+# nothing. In training mode it updates them whatever autograd is doing: `torch.no_grad()` only
+# stops the *recording* of operations, and the update is never recorded anyway. Even when the
+# input requires grad, the buffers do not, and they have no `grad_fn`.
+#
+# ```{admonition} Pitfall: freezing BatchNorm with no_grad or requires_grad_(False)
+# :class: warning
+# Fine-tuning code often freezes a backbone by turning off its gradients and expects its
+# BatchNorm statistics to stay as pretrained. They keep moving with every training batch.
+# **Fix:** put those BatchNorm layers in eval mode (`bn.eval()`, again after every
+# `model.train()`, which switches them back).
+# ```
+
+# %% tags=["hide-input"]
+# Check: eval uses the buffers and changes nothing; training updates under
+# no_grad and with frozen affine parameters; buffers never enter autograd
+assert counts == {"eval()": 5, "train() under torch.no_grad()": 6,
+                  "train(), weight and bias frozen": 7}
 bn.eval()
 before = {k: v.clone() for k, v in bn.state_dict().items()}
 x = torch.randn(4, 3)
-expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+expected = ((x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+            * bn.weight + bn.bias)
 torch.testing.assert_close(bn(x), expected)
-unchanged = all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
-assert unchanged
-
+assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
 bn.train()
 bn(torch.randn(4, 3, requires_grad=True)).sum().backward()
-assert not bn.running_mean.requires_grad and bn.running_mean.grad_fn is None
-with torch.no_grad():
-    bn(torch.randn(4, 3))
-assert bn.num_batches_tracked.item() == 7
-print("eval left every buffer unchanged:", unchanged)
-print("buffer requires grad after a training step:", bn.running_mean.requires_grad)
-print("no_grad stopped the update:", bn.num_batches_tracked.item() != 7)
+assert bn.num_batches_tracked.item() == 8
+assert not bn.running_mean.requires_grad
+assert bn.running_mean.grad_fn is None
+model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+model[1].eval()
+model.train()
+assert model[1].training  # model.train() switched the BatchNorm back
 
 # %% [markdown]
 # `RunningStats` in `bufferbook.accumulation` is this rule written out in the style of torch's
-# `batchnorm.py`: buffers registered in `__init__`, `reset_running_stats()` in place, updates with
-# `lerp_` under `torch.no_grad()`. It matches `nn.BatchNorm1d(affine=False)` step for step.
+# `batchnorm.py`: buffers registered in `__init__`, `reset_running_stats()` in place, updates
+# with `lerp_` under `torch.no_grad()`. The hidden check below runs it next to
+# `nn.BatchNorm1d(affine=False)` for six batches, in both momentum modes: same outputs, same
+# buffers, in training and in eval mode.
 
-# %%
-# RunningStats against BatchNorm1d(affine=False): outputs and buffers, train and eval, both modes
+# %% tags=["hide-input"]
+# Check: RunningStats against BatchNorm1d(affine=False), step by step
 torch.manual_seed(3)
+close = dict(atol=1e-6, rtol=1e-5)
 for momentum in (0.1, None):
-    ours, ref = RunningStats(3, momentum=momentum), nn.BatchNorm1d(3, momentum=momentum, affine=False)
+    ours = RunningStats(3, momentum=momentum)
+    ref = nn.BatchNorm1d(3, momentum=momentum, affine=False)
     for _ in range(6):
         x = torch.randn(8, 3) * 3 - 1
-        torch.testing.assert_close(ours(x), ref(x), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(ours(x), ref(x), **close)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
-        torch.testing.assert_close(getattr(ours, name), getattr(ref, name), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name),
+                                   **close)
     ours.eval(), ref.eval()
-    torch.testing.assert_close(ours(x), ref(x), atol=1e-6, rtol=1e-5)
-    print(f"momentum={momentum}: RunningStats matches BatchNorm1d(affine=False):",
-          torch.allclose(ours.running_var, ref.running_var, atol=1e-6, rtol=1e-5))
+    torch.testing.assert_close(ours(x), ref(x), **close)
 
 # %% [markdown]
 # ## 3.4 `eval()` stops nothing by itself
 #
-# `module.eval()` is `module.train(False)`: it sets the `training` flag of the module and of every
-# submodule, and touches no buffer. BatchNorm *reads* that flag; a module of your own that does
-# not read it keeps updating in eval mode.
+# A validation pass in the middle of training calls `model.eval()`. If a module of your own
+# keeps updating its statistics there, the validation data leaks into the model. `eval()` is
+# `train(False)`: it sets the `training` flag of the module and of every submodule, and
+# touches no tensor. BatchNorm *reads* that flag; your module has to read it too.
+#
+# ```{admonition} Predict
+# :class: tip
+# Both trackers below are in eval mode and see one batch of ones. The first has no
+# `if self.training:` check, the second (section 3.1's `EMATracker`) has one. Which
+# `running_mean` moves?
+# ```
 
 # %%
-# a tracker without the training check keeps accumulating after eval()
+# a tracker without the training check, next to EMATracker, both in eval mode
 class UncheckedTracker(nn.Module):
     def __init__(self, momentum=0.1):
         super().__init__()
@@ -330,33 +510,53 @@ class UncheckedTracker(nn.Module):
         return x
 
 
+unchecked, checked = UncheckedTracker().eval(), EMATracker().eval()
+unchecked(torch.ones(4)), checked(torch.ones(4))
+print("without the check:", unchecked.running_mean)
+print("with the check:   ", checked.running_mean)
+
+# %% [markdown]
+# The unchecked tracker moved to 0.1 (one step toward 1 with momentum 0.1); the checked one
+# stayed at 0.
+#
+# ```{admonition} Pitfall: relying on eval() to freeze your own buffers
+# :class: warning
+# A module that updates a buffer in `forward` without looking at `self.training` keeps
+# updating during validation and inference. **Fix:** wrap the update in `if self.training:`,
+# as BatchNorm does.
+# ```
+
+# %% tags=["hide-input"]
+# Check: eval() flips every training flag and changes no tensor; only the
+# checked tracker stays put
 net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.BatchNorm1d(2)))
 net(torch.randn(4, 2))
 saved = {k: v.clone() for k, v in net.state_dict().items()}
 net.eval()
-assert all(m.training is False for m in net.modules())
-assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())  # eval() changed no tensor
-
-unchecked, checked = UncheckedTracker().eval(), EMATracker().eval()
+assert all(module.training is False for module in net.modules())
+assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
 assert unchecked.training is False and checked.training is False
-unchecked(torch.ones(4)), checked(torch.ones(4))
-assert unchecked.running_mean.item() != 0.0   # updated in eval mode
-assert checked.running_mean.item() == 0.0     # reads self.training: untouched
-print("unchecked tracker updated in eval mode:", unchecked.running_mean.item() != 0.0)
-print("checked tracker updated in eval mode:", checked.running_mean.item() != 0.0)
+torch.testing.assert_close(unchecked.running_mean, torch.tensor(0.1))
+assert checked.running_mean.item() == 0.0
 
 # %% [markdown]
 # ## 3.5 Autograd trap 1: a buffer that drags a graph along
 #
-# The next module divides its input by a running estimate of `max |y|` (a simple version of the
-# amax scaling used for low-precision training). Its update rebinds the buffer to a value
-# computed from `y`, **without** `torch.no_grad()` or `detach()`. `y` comes from a `Linear`
-# layer, so the new buffer carries autograd history.
+# Low-precision training scales activations by a running estimate of their largest magnitude
+# (amax scaling). The next module is a simple version: it divides its input by a buffer
+# `scale` that tracks `max |y|`. Its update rebinds the buffer to a value computed from `y`,
+# **without** `torch.no_grad()` or `detach()`, and `y` comes from a `Linear` layer, so it
+# carries autograd history.
+#
+# ```{admonition} Predict
+# :class: tip
+# The first training step runs. What happens at the second?
+# ```
 
 # %%
 # a scaler whose update rebinds the buffer to a value that carries grad
 class AbsMaxScale(nn.Module):
-    """Divide by a running estimate of max|y|; subclasses choose how the estimate is updated."""
+    """Divide by a running estimate of max|y|; subclasses update it."""
 
     def __init__(self, momentum=0.1):
         super().__init__()
@@ -372,11 +572,12 @@ class AbsMaxScale(nn.Module):
 
 class DraggingScale(AbsMaxScale):
     def update(self, y):
-        self.scale = self.scale * (1 - self.momentum) + y.abs().max() * self.momentum
+        m = self.momentum
+        self.scale = self.scale * (1 - m) + y.abs().max() * m
 
 
 def train_step(scaler, layer, seed):
-    """One step: forward a seeded batch through layer and scaler, backward the sum."""
+    """One step: a seeded batch through layer and scaler, backward."""
     torch.manual_seed(seed)
     scaler(layer(torch.randn(8, 4))).sum().backward()
 
@@ -384,34 +585,38 @@ def train_step(scaler, layer, seed):
 torch.manual_seed(0)
 layer, dragging = nn.Linear(4, 4), DraggingScale()
 train_step(dragging, layer, seed=1)
-assert "scale" in dict(dragging.named_buffers())  # still a registered buffer...
-assert dragging.scale.requires_grad and dragging.scale.grad_fn is not None  # ...with a graph
-print("buffer requires grad:", dragging.scale.requires_grad)
-print("buffer grad_fn:", type(dragging.scale.grad_fn).__name__)
+print("scale after step 1:", dragging.scale)
 
 # %% [markdown]
-# The first step works. The second step's output depends on the buffer, the buffer depends on
-# step 1's `Linear` output, and step 1's `backward()` already freed that graph's saved tensors:
+# The buffer now has a `grad_fn`: it is the output of an autograd graph that reaches back into
+# step 1's `Linear` layer. The second step's output depends on the buffer, and step 1's
+# `backward()` already freed that graph's saved tensors:
 
 # %%
 # the second training step fails
 GRAPH_FREED = (
-    "Trying to backward through the graph a second time (or directly access saved tensors after "
-    "they have already been freed). Saved intermediate values of the graph are freed when you "
-    "call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
-    "through the graph a second time or if you need to access saved tensors after calling "
-    "backward.")
+    "Trying to backward through the graph a second time (or directly access "
+    "saved tensors after they have already been freed). Saved intermediate "
+    "values of the graph are freed when you call .backward() or "
+    "autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time or if you need to access saved tensors "
+    "after calling backward.")
 msg = error_message(train_step, dragging, layer, 2, expected=RuntimeError)
+print(textwrap.fill(msg, 78))
+
+# %% tags=["hide-input"]
+# Check: still a registered buffer, with a graph; the exact message
+assert "scale" in dict(dragging.named_buffers())
+assert dragging.scale.requires_grad and dragging.scale.grad_fn is not None
 assert msg == GRAPH_FREED
-print(msg)
 
 # %% [markdown]
-# `backward(retain_graph=True)` makes the error go away, and that is worse: every step's graph
-# stays alive, chained through the buffer. `graph_size` (in `bufferbook.accumulation`) counts the
-# autograd nodes a tensor holds on to; for this buffer it grows with every batch, a memory leak.
+# The message suggests `retain_graph=True`. That makes the error go away, and it is worse:
+# every step's graph stays alive, chained through the buffer. `graph_size` (in
+# `bufferbook.accumulation`) counts the autograd nodes a tensor holds on to:
 
 # %%
-# retain_graph=True "works": the buffer's history grows by the same number of nodes every step
+# retain_graph=True "works": the buffer's history grows at every step
 torch.manual_seed(0)
 layer, leaking = nn.Linear(4, 4), DraggingScale()
 sizes = []
@@ -419,25 +624,37 @@ for seed in range(4):
     torch.manual_seed(seed)
     leaking(layer(torch.randn(8, 4))).sum().backward(retain_graph=True)
     sizes.append(graph_size(leaking.scale))
-steps = [b - a for a, b in zip(sizes, sizes[1:])]
-assert all(s > 0 for s in steps) and len(set(steps)) == 1
 print("autograd nodes held by the buffer after each step:", sizes)
 
+# %% tags=["hide-input"]
+# Check: the history grows by the same number of nodes at every step
+growth = [b - a for a, b in zip(sizes, sizes[1:])]
+assert all(g > 0 for g in growth) and len(set(growth)) == 1
+
 # %% [markdown]
-# The fix is to compute the new value outside autograd, with `torch.no_grad()` or `.detach()`;
-# then the buffer has no history and training runs on.
+# The graph grows by the same number of nodes at every step, and each node keeps its saved
+# tensors: a memory leak that lasts as long as training.
+#
+# ```{admonition} Pitfall: retain_graph=True to silence the error
+# :class: warning
+# When the graph that is freed belongs to a buffer, retaining it chains every step's graph to
+# the next. **Fix:** compute the new value outside autograd, under `torch.no_grad()` or from
+# `y.detach()`; then the buffer has no history and training runs on.
+# ```
 
 # %%
-# fixed: the rebinding update under no_grad keeps the buffer free of autograd history
+# fixed: the rebinding update under no_grad, or from a detached value
 class RebindingScale(AbsMaxScale):
     def update(self, y):
+        m = self.momentum
         with torch.no_grad():
-            self.scale = self.scale * (1 - self.momentum) + y.abs().max() * self.momentum
+            self.scale = self.scale * (1 - m) + y.abs().max() * m
 
 
 class DetachedScale(AbsMaxScale):
     def update(self, y):
-        self.scale = self.scale * (1 - self.momentum) + y.detach().abs().max() * self.momentum
+        m = self.momentum
+        self.scale = self.scale * (1 - m) + y.detach().abs().max() * m
 
 
 for fixed in (RebindingScale(), DetachedScale()):
@@ -445,28 +662,49 @@ for fixed in (RebindingScale(), DetachedScale()):
     layer = nn.Linear(4, 4)
     for seed in range(3):
         train_step(fixed, layer, seed)
+    print(f"{type(fixed).__name__}, scale after three steps:", fixed.scale)
+
+# %% tags=["hide-input"]
+# Check: three steps ran, the buffers moved and hold no history
+for fixed in (RebindingScale(), DetachedScale()):
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 4)
+    for seed in range(3):
+        train_step(fixed, layer, seed)
     assert not fixed.scale.requires_grad and graph_size(fixed.scale) == 0
     assert fixed.scale.item() != 1.0
-    print(type(fixed).__name__, "after three steps, buffer requires grad:", fixed.scale.requires_grad)
 
 # %% [markdown]
 # ## 3.6 Autograd trap 2: updating in place a tensor saved for backward
 #
-# `y / self.scale` saves `self.scale`: the gradient with respect to `y` is `grad / scale`.
-# Autograd records the saved tensor's *version counter*, which every in-place operation bumps.
-# Updating the buffer in place after using it makes `backward()` fail, and wrapping the update
-# in `torch.no_grad()` does not help: no_grad stops recording, not version counting.
+# `RebindingScale` gives the buffer a new tensor at every step, and
+# [chapter 2](02_full_replacement.ipynb) showed what that costs: anything else holding the
+# buffer keeps the old tensor. So why not update `scale` in place, as section 3.1 recommends?
+# Because `y / self.scale` *saves* `self.scale` for backward: the gradient with respect to `y`
+# is `grad / scale`. Autograd records the saved tensor's *version counter*, which every
+# in-place operation bumps, and checks it when `backward()` needs the tensor.
+#
+# ```{admonition} Predict
+# :class: tip
+# The update below runs in place, wrapped in `torch.no_grad()`. Does `no_grad` stop the
+# version counter from moving?
+# ```
 
 # %%
 # every in-place operation bumps the version counter, under no_grad too
 t = torch.ones(())
+print("version before:", t._version)
 with torch.no_grad():
     t.lerp_(torch.tensor(5.0), 0.1)
-assert t._version == 1
-print("version after one in-place update under no_grad:", t._version)
+print("version after one lerp_ under no_grad:", t._version)
+
+# %% [markdown]
+# It does not: `no_grad` stops recording, not version counting. So the in-place update makes
+# the next `backward()` fail:
 
 # %%
-# the in-place update under no_grad: backward refuses the modified saved tensor
+# the in-place update under no_grad: backward refuses the modified saved
+# tensor
 class InPlaceScale(AbsMaxScale):
     def update(self, y):
         with torch.no_grad():
@@ -474,30 +712,37 @@ class InPlaceScale(AbsMaxScale):
 
 
 MODIFIED_INPLACE = (
-    "one of the variables needed for gradient computation has been modified by an inplace "
-    "operation: [torch.FloatTensor []] is at version 1; expected version 0 instead. Hint: enable "
-    "anomaly detection to find the operation that failed to compute its gradient, with "
+    "one of the variables needed for gradient computation has been "
+    "modified by an inplace operation: [torch.FloatTensor []] is at "
+    "version 1; expected version 0 instead. Hint: enable anomaly detection "
+    "to find the operation that failed to compute its gradient, with "
     "torch.autograd.set_detect_anomaly(True, check_nan=False).")
 torch.manual_seed(0)
 layer, inplace = nn.Linear(4, 4), InPlaceScale()
 msg = error_message(train_step, inplace, layer, 1, expected=RuntimeError)
+print(textwrap.fill(msg, 78))
+
+# %% tags=["hide-input"]
+# Check: the version moved under no_grad; the exact message; no graph
+# dragged
+assert t._version == 1
 assert msg == MODIFIED_INPLACE
-assert not inplace.scale.requires_grad  # no graph was dragged: only the version check fails
-print(msg)
+assert not inplace.scale.requires_grad  # only the version check fails
 
 # %% [markdown]
 # To judge the fixes we need the correct gradient, computed independently: for
-# `loss = (layer(x) / s).sum()` with the scale `s` *as it was in the forward pass*, the gradient
-# of the layer's weight is `(1 / s) * ones(4, 8) @ x`. Three candidate fixes:
+# `loss = (layer(x) / s).sum()` with the scale `s` *as it was in the forward pass*, the
+# gradient of the layer's weight is `(1 / s) * ones(4, 8) @ x`. Four candidates:
 #
 # - **clone in forward**: divide by `self.scale.clone()`, so autograd saves the clone and the
-#   buffer may change afterwards;
+#   buffer may change afterwards; the update stays in place;
 # - **update after backward**: `forward` only remembers the batch statistic; the training loop
-#   calls `apply_update()` after `backward()`;
+#   calls `apply_update()` (in place) after `backward()`;
+# - **rebind under `no_grad`**: section 3.5's `RebindingScale`;
 # - **update through `.data`**: `self.scale.data.lerp_(...)` bypasses the version counter.
 
 # %%
-# the three candidates
+# the candidates, and one training step with a fresh Linear
 class CloneScale(InPlaceScale):
     def forward(self, y):
         out = y / self.scale.clone()
@@ -521,7 +766,7 @@ class DataScale(AbsMaxScale):
 
 
 def weight_grad(scaler, scale_before):
-    """One step with a fresh Linear; return (weight.grad, the correct gradient for that step)."""
+    """One step from scale_before; return (weight.grad, correct gradient)."""
     torch.manual_seed(0)
     layer = nn.Linear(4, 4)
     scaler.scale.fill_(scale_before)
@@ -530,161 +775,206 @@ def weight_grad(scaler, scale_before):
     x = torch.randn(8, 4)
     return layer.weight.grad, torch.ones(4, 8) @ x / scale_before
 
+# %% [markdown]
+# ```{admonition} Predict
+# :class: tip
+# Each candidate runs one step from `scale = 2.0`. Before the step we take its `state_dict()`,
+# as a checkpointing callback would. Which candidates give the correct gradient, and in which
+# does that earlier `state_dict()` see the updated scale?
+# ```
+
 # %%
-# clone and update-after-backward: correct gradients; .data: no error, wrong gradient
-for fix in (CloneScale(), DeferredScale()):
+# each candidate: gradient error, the module's scale, and the scale in
+# the state_dict taken before the step
+candidates = [CloneScale(), DeferredScale(), RebindingScale(), DataScale()]
+rows = []
+for fix in candidates:
+    earlier = fix.state_dict()
+    got, correct = weight_grad(fix, scale_before=2.0)
+    if isinstance(fix, DeferredScale):
+        fix.apply_update()  # the training loop's job, after backward
+    rows.append((type(fix).__name__, (got - correct).abs().max().item(),
+                 fix.scale.item(), earlier["scale"].item()))
+print(f"{'':<15}{'gradient error':>15}{'module scale':>14}"
+      f"{'earlier state_dict':>20}")
+for name, error, now, before in rows:
+    print(f"{name:<15}{error:>15.4f}{now:>14.4f}{before:>20.4f}")
+
+# %% [markdown]
+# Three candidates give the correct gradient; `.data` gives a wrong one, without an error:
+# backward divided by the *updated* scale. Of the three correct ones, two keep the buffer
+# object, so the `state_dict()` taken earlier (or a hook, or an optimizer holding it) sees
+# the new scale; `RebindingScale` leaves it with the old tensor at 2.0.
+#
+# ```{admonition} Pitfall: .data to get past the version-counter error
+# :class: warning
+# `self.scale.data.lerp_(...)` makes the error disappear because `.data` bypasses the version
+# counter, and backward then uses the new value: a silently wrong gradient. **Fix:** divide by
+# `self.scale.clone()` in `forward`, or update after `backward()`, or rebind under
+# `torch.no_grad()` if nothing else holds the buffer.
+# ```
+#
+# BatchNorm avoids the problem differently: in training it normalises with the batch
+# statistics, so the buffers it updates in place were never saved for backward.
+
+# %% tags=["hide-input"]
+# Check: clone, deferred and rebinding give the correct gradient, .data
+# the gradient for the new scale; only rebinding leaves the earlier
+# state_dict stale
+for fix in (CloneScale(), DeferredScale(), RebindingScale()):
+    held = fix.scale
     got, correct = weight_grad(fix, scale_before=2.0)
     torch.testing.assert_close(got, correct)
     if isinstance(fix, DeferredScale):
-        assert fix.scale.item() == 2.0  # nothing changed yet ...
+        assert fix.scale.item() == 2.0  # unchanged before apply_update
         fix.apply_update()
-    assert fix.scale.item() != 2.0      # ... the buffer is updated once backward is done
-    print(type(fix).__name__, "gradient correct:", torch.allclose(got, correct))
-
+    assert fix.scale.item() != 2.0
+    assert (fix.scale is held) == (not isinstance(fix, RebindingScale))
 data_scale = DataScale()
 version = data_scale.scale._version
 got, correct = weight_grad(data_scale, scale_before=2.0)
-scale_after = data_scale.scale.item()
-assert data_scale.scale._version == version + 1  # fill_ bumped it; the .data update did not
+assert data_scale.scale._version == version + 1  # fill_ did; .data did not
 assert not torch.allclose(got, correct)
-torch.testing.assert_close(got, correct * 2.0 / scale_after)  # divided by the *new* scale
-print("DataScale gradient correct:", torch.allclose(got, correct))
-print("DataScale gradient used the updated scale:", torch.allclose(got, correct * 2.0 / scale_after))
-
-# %% [markdown]
-# `.data` is the dangerous one: no error, just a gradient computed with the wrong scale. Note
-# also that `RebindingScale` from section 3.5 does not hit the version-counter error at all:
-# rebinding creates a new tensor and leaves the saved one untouched (chapter 2 is about that
-# strategy). BatchNorm avoids the problem differently: in training it normalises with the batch
-# statistics, so the buffers it updates in place were never saved for backward.
-
-# %%
-# rebinding under no_grad: the saved tensor is untouched, so the gradient is correct too
-got, correct = weight_grad(RebindingScale(), scale_before=2.0)
-torch.testing.assert_close(got, correct)
-print("RebindingScale gradient correct:", torch.allclose(got, correct))
+torch.testing.assert_close(got, correct * 2.0 / data_scale.scale.item())
+names = [row[0] for row in rows]
+assert [row[1] < 1e-6 for row in rows] == [True, True, True, False]
+assert [row[2] == row[3] for row in rows] == [True, True, False, True]
+assert rows[names.index("RebindingScale")][3] == 2.0
 
 # %% [markdown]
 # ## 3.7 `torch.inference_mode`
 #
-# `torch.inference_mode()` goes further than `no_grad`: tensors *created* inside it are
-# *inference tensors*, which autograd refuses to track later. In-place updates of an existing, normal
-# buffer inside it are fine: they happen (inference mode is not `eval()`), and the buffer stays a
-# normal tensor, so training afterwards works.
+# Serving code and evaluation loops run under `torch.inference_mode()`, which goes further
+# than `no_grad`: tensors *created* inside it are *inference tensors*, which autograd refuses
+# to use later. In-place updates of an existing, normal buffer inside it are fine: they happen
+# (inference mode is not `eval()`), and the buffer stays a normal tensor.
 
 # %%
-# in-place updates of normal buffers inside inference_mode: they happen, the buffers stay normal
+# in-place updates of normal buffers inside inference_mode: they happen, and
+# the buffers stay normal tensors
 torch.manual_seed(4)
 stats = RunningStats(3)  # training mode
 with torch.inference_mode():
     stats(torch.randn(8, 3))
-assert stats.num_batches_tracked.item() == 1 and stats.running_mean.abs().sum() > 0
-assert not any(b.is_inference() for b in stats.buffers())
-stats(torch.randn(8, 3, requires_grad=True)).pow(2).sum().backward()  # training still works
+inference_buffers = sum(b.is_inference() for b in stats.buffers())
+print("num_batches_tracked:", stats.num_batches_tracked)
+print("inference tensors among the buffers:", inference_buffers, "of 3")
+
+# %% tags=["hide-input"]
+# Check: updated inside inference_mode; training works afterwards
+assert stats.num_batches_tracked.item() == 1
+assert stats.running_mean.abs().sum() > 0 and inference_buffers == 0
+stats(torch.randn(8, 3, requires_grad=True)).pow(2).sum().backward()
 assert stats.num_batches_tracked.item() == 2
-print("updated inside inference_mode:", stats.num_batches_tracked.item() == 2)
-print("any buffer an inference tensor:", any(b.is_inference() for b in stats.buffers()))
 
 # %% [markdown]
-# A **rebinding** update is different: the new tensor is created inside inference mode. Run
-# `RebindingScale` (section 3.5's fix) for evaluation under `inference_mode` but forget
-# `eval()`, and its buffer becomes an inference tensor. The next training step fails in the
-# forward pass, because `y / self.scale` has to save the buffer for backward:
+# A **rebinding** update is different: its new tensor is created inside inference mode.
+#
+# ```{admonition} Predict
+# :class: tip
+# `RebindingScale` (section 3.5's fix) runs once under `inference_mode`, still in training
+# mode because someone forgot `eval()`. What happens at the next training step?
+# ```
 
 # %%
-# a rebound buffer becomes an inference tensor; the next training forward cannot save it
+# a rebound buffer becomes an inference tensor; the next training forward
+# cannot save it for backward
 INFERENCE_SAVED = (
-    "Inference tensors cannot be saved for backward. Please do not use Tensors created in "
-    "inference mode in computation tracked by autograd. To work around this, you can make a "
-    "clone to get a normal tensor and use it in autograd, or use `torch.no_grad()` instead of "
+    "Inference tensors cannot be saved for backward. Please do not use "
+    "Tensors created in inference mode in computation tracked by autograd. "
+    "To work around this, you can make a clone to get a normal tensor and "
+    "use it in autograd, or use `torch.no_grad()` instead of "
     "`torch.inference_mode()`.")
 torch.manual_seed(0)
 layer, scaler = nn.Linear(4, 4), RebindingScale()
 with torch.inference_mode():
-    scaler(layer(torch.randn(8, 4)))  # still in training mode: the update runs
-assert scaler.scale.is_inference()
+    scaler(layer(torch.randn(8, 4)))  # training mode: the update runs
 msg = error_message(scaler, layer(torch.randn(8, 4)), expected=RuntimeError)
+print(textwrap.fill(msg, 78))
+
+# %% tags=["hide-input"]
+# Check: the buffer is an inference tensor; the exact message
+assert scaler.scale.is_inference()
 assert msg == INFERENCE_SAVED
-print(msg)
 
 # %% [markdown]
-# A buffer *created* in inference mode (for instance a model built inside a
-# `with torch.inference_mode():` block of a serving script) fails at the first in-place update
-# outside it. Cloning the buffers outside inference mode turns them back into normal tensors.
+# The forward pass itself fails, because `y / self.scale` has to save the buffer for backward.
+# A buffer *created* in inference mode (a model built inside a `with torch.inference_mode():`
+# block of a serving script) fails at the first in-place update outside it. Cloning the
+# buffers outside inference mode turns them back into normal tensors.
 
 # %%
-# buffers created under inference_mode: in-place updates outside it fail; clone() repairs them
+# buffers created under inference_mode: in-place updates outside it fail
 INFERENCE_INPLACE = (
-    "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a "
-    "clone to get a normal tensor before doing inplace update.See "
+    "Inplace update to inference tensor outside InferenceMode is not "
+    "allowed.You can make a clone to get a normal tensor before doing "
+    "inplace update.See "
     "https://github.com/pytorch/rfcs/pull/17 for more details.")
 with torch.inference_mode():
     served = RunningStats(3)
-assert all(b.is_inference() for b in served.buffers())
 msg = error_message(served, torch.randn(8, 3), expected=RuntimeError)
-assert msg == INFERENCE_INPLACE
-print(msg)
-
-for name, b in list(served.named_buffers()):
-    setattr(served, name, b.clone())  # clone outside inference mode: a normal tensor
-served(torch.randn(8, 3, requires_grad=True)).pow(2).sum().backward()
-assert not any(b.is_inference() for b in served.buffers())
-print("after clone(), any buffer an inference tensor:", any(b.is_inference() for b in served.buffers()))
+print(textwrap.fill(msg, 78))
+print("after the failed call, num_batches_tracked:",
+      served.num_batches_tracked)
+print("after the failed call, running_mean:", served.running_mean)
 
 # %% [markdown]
-# Look closely at that failed call: the error is raised *after* the in-place operation wrote its
-# result. `num_batches_tracked.add_(1)`, the first update in `forward`, raised, yet the count
-# moved; `running_mean` was never reached. A failed update can leave a buffer half-updated.
+# Look at the counter: the call failed, yet `num_batches_tracked` moved from 0 to 1.
+# `num_batches_tracked.add_(1)`, the first update in `forward`, raised *after* writing its
+# result; `running_mean` was never reached. A failed update can leave a buffer half-updated.
+# The fix, a clone of every buffer made outside inference mode:
 
 # %%
-# the failed call still incremented the counter (the error comes after the write)
+# clone() outside inference mode gives normal tensors; training works again
+for name, b in list(served.named_buffers()):
+    setattr(served, name, b.clone())
+served(torch.randn(8, 3, requires_grad=True)).pow(2).sum().backward()
+inference_buffers = sum(b.is_inference() for b in served.buffers())
+print("inference tensors among the buffers:", inference_buffers, "of 3")
+print("num_batches_tracked:", served.num_batches_tracked)
+
+# %% [markdown]
+# ```{admonition} Pitfall: rebinding buffers under inference_mode()
+# :class: warning
+# A module left in training mode and run under `inference_mode` rebinds its buffers to
+# inference tensors, and the next training step fails. **Fix:** call `eval()` before
+# inference, update buffers in place, or `clone()` them outside inference mode afterwards.
+# ```
+
+# %% tags=["hide-input"]
+# Check: buffers created in inference mode; the exact message; the
+# counter was written before the error; clone() repairs them
 with torch.inference_mode():
-    served = RunningStats(3)
-error_message(served, torch.randn(8, 3), expected=RuntimeError)
-assert served.num_batches_tracked.item() == 1            # written, despite the error
-assert torch.equal(served.running_mean, torch.zeros(3))  # the next update never ran
-print("count after the failed call:", served.num_batches_tracked.item())
-print("running_mean untouched:", torch.equal(served.running_mean, torch.zeros(3)))
+    fresh = RunningStats(3)
+assert all(b.is_inference() for b in fresh.buffers())
+assert error_message(fresh, torch.randn(8, 3),
+                     expected=RuntimeError) == INFERENCE_INPLACE
+assert fresh.num_batches_tracked.item() == 1  # written, despite the error
+assert torch.equal(fresh.running_mean, torch.zeros(3))  # never reached
+assert inference_buffers == 0 and served.num_batches_tracked.item() == 2
 
 # %% [markdown]
 # ## 3.8 Where updates really are lost
 #
 # Section 3.1 showed that an update made in `forward` persists: the buffer *is* the module's
 # tensor. Updates are lost only when `forward` runs on something other than your module's own
-# buffers:
+# buffers. Two tools do that: `nn.DataParallel` with several GPUs, and
+# `torch.func.functional_call`.
 #
 # | situation | in-place update (`lerp_`, `add_`) | rebinding (`self.buf = ...`) |
 # |---|---|---|
 # | plain call `module(x)` | kept | kept |
 # | `nn.DataParallel`, no GPU or one GPU | kept (the module itself is called) | kept |
-# | `nn.DataParallel`, 2+ GPUs | only replica 0's batch share is kept | lost |
-# | `functional_call(module, {name: t}, ...)` | goes into `t`, not the module | not in the module, not in `t`; the new tensor replaces `t` in the dict you passed |
+# | `nn.DataParallel`, 2+ GPUs | only replica 0's share of the batch is kept | lost |
+# | `functional_call(module, {name: t}, ...)` | goes into `t`, not the module | reaches neither the module nor `t`; replaces `t` in the dict you passed |
 #
-# **`nn.DataParallel` without a GPU** makes no replicas at all: its `device_ids` is empty and its
-# `forward` simply calls the wrapped module, so every update is kept.
+# ### `nn.DataParallel`
+#
+# `UpdateKinds` records the sum of each batch three ways: in place into one buffer, by
+# rebinding another, and in a plain Python attribute that counts calls.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# DataParallel on a machine without CUDA: the wrapper calls the module itself
-if not torch.cuda.is_available():
-    stats = RunningStats(3)
-    parallel = nn.DataParallel(stats)
-    assert parallel.device_ids == [] and parallel.module is stats
-    parallel(torch.randn(8, 3)), parallel(torch.randn(8, 3))
-    assert stats.num_batches_tracked.item() == 2
-    print("device_ids:", parallel.device_ids, "| batches tracked:", stats.num_batches_tracked.item())
-
-# %% [markdown]
-# With CUDA, `DataParallel` scatters the batch and copies the module to every GPU for each
-# call. Torch guarantees that the replica on the first device shares its buffers' storage with
-# the original, so *in-place* updates there are kept, but they only saw that replica's slice of
-# the batch; the other replicas' updates, rebindings, and plain Python attributes are thrown away
-# with the replicas. With a single GPU there is just one device and `DataParallel` calls the
-# module directly. The next cell runs only on a machine with CUDA (it is skipped otherwise).
-
-# %% tags=["requires-cuda"]
-# NBVAL_IGNORE_OUTPUT
-# DataParallel on real GPUs: which updates survive (replicas need at least two GPUs)
+# three ways to record something in forward
 class UpdateKinds(nn.Module):
     def __init__(self):
         super().__init__()
@@ -699,102 +989,253 @@ class UpdateKinds(nn.Module):
         self.calls += 1
         return x
 
+# %% [markdown]
+# Wrapped in `nn.DataParallel` on a machine without CUDA, nothing is lost: the wrapper's
+# `device_ids` is empty and its `forward` simply calls the wrapped module.
 
-if torch.cuda.is_available():  # the cell is also harmless when executed without CUDA
-    gpus = torch.cuda.device_count()
-    kinds = UpdateKinds().cuda()
+# %% tags=["nbval-ignore-output"]
+# DataParallel without CUDA: no replicas, the wrapper calls the module itself
+if torch.cuda.is_available():
+    print("This machine has CUDA: the next cells show DataParallel on it.")
+else:
+    kinds = UpdateKinds()
     parallel = nn.DataParallel(kinds)
-    parallel(torch.ones(8 * gpus, 1, device="cuda"))
-    total, first_share = 8.0 * gpus, 8.0
-    if gpus == 1:  # no replicas: the module itself ran
-        assert (kinds.inplace_sum.item(), kinds.rebound_sum.item(), kinds.calls) == (total, total, 1)
-    else:          # replicas: only replica 0's in-place update reaches the module
-        assert kinds.inplace_sum.item() == first_share
-        assert kinds.rebound_sum.item() == 0.0 and kinds.calls == 0
-    print("GPUs:", gpus, "| in-place:", kinds.inplace_sum.item(), "of", total,
-          "| rebound:", kinds.rebound_sum.item(), "| calls:", kinds.calls)
+    for _ in range(2):
+        parallel(torch.ones(8, 1))
+    print("device_ids:", parallel.device_ids)
+    print("in place:", kinds.inplace_sum.item(), "| rebound:",
+          kinds.rebound_sum.item(), "| calls:", kinds.calls)
+
+# %% tags=["hide-input"]
+# Check: without CUDA, DataParallel wraps the module itself and keeps all
+# three updates
+if not torch.cuda.is_available():
+    assert parallel.device_ids == [] and parallel.module is kinds
+    assert kinds.inplace_sum.item() == kinds.rebound_sum.item() == 16.0
+    assert kinds.calls == 2
 
 # %% [markdown]
-# **`torch.func.functional_call`** runs the module with tensors you pass in place of its own.
-# Pass buffers, and the in-place update goes into *your* tensors while the module's buffers stay
-# as they were. Buffers you do not pass are the module's own and are updated as usual.
+# With CUDA, each call of `DataParallel` splits the batch along dimension 0 into one chunk per
+# GPU, makes a **replica** of the module for every GPU (`torch.nn.parallel.replicate`), runs
+# the replicas in parallel threads and gathers their outputs. A replica is a new module
+# object with a *copy* of the original's attribute dictionary and of its `_buffers` dictionary;
+# `replicate` then puts each GPU's copy of the buffers into it. On the first GPU that "copy"
+# is the original tensor itself: DataParallel's documentation guarantees that replica 0
+# shares its buffers' storage with your module, so that BatchNorm's in-place updates are kept.
+# So, with 2 or more GPUs:
+#
+# - an in-place update on replica 0 writes into your module's buffer, but it only saw that
+#   replica's share of the batch;
+# - in-place updates on the other replicas go into their own copies, dropped after the call;
+# - rebinding puts a new tensor into the replica's own `_buffers` dictionary, and `self.calls
+#   += 1` sets an attribute in the replica's own dictionary: both are dropped with the replica.
+#
+# With a single GPU there are no replicas: `DataParallel.forward` calls your module directly.
+# The hidden check below reads these facts from the installed torch; section 3.9 runs torch's
+# own `replicate` on the CPU to show them in action.
+
+# %% tags=["hide-input"]
+# Check, in the installed torch's source and documentation: no device or
+# one device -> the module itself; otherwise replicas made at every call;
+# replica 0 shares storage; a replica copies __dict__ and _buffers
+def flat(text):
+    return " ".join(text.split())
+
+
+forward_src = flat(inspect.getsource(nn.DataParallel.forward))
+assert ("if not self.device_ids: return self.module(*inputs, **kwargs)"
+        in forward_src)
+assert ("if len(self.device_ids) == 1: return self.module(*inputs[0], "
+        "**module_kwargs[0])" in forward_src)
+assert ("replicas = self.replicate(self.module, "
+        "self.device_ids[: len(inputs)])" in forward_src)
+assert ("guarantees that the replica on ``device[0]`` will have its "
+        "parameters and buffers sharing storage with the base "
+        "parallelized :attr:`module`" in flat(nn.DataParallel.__doc__))
+replicate_for_dp = nn.Module._replicate_for_data_parallel
+replica_src = flat(inspect.getsource(replicate_for_dp))
+assert "threading.Thread(" in inspect.getsource(nn.parallel.parallel_apply)
+assert "replica.__dict__ = self.__dict__.copy()" in replica_src
+assert "replica._buffers = replica._buffers.copy()" in replica_src
+
+# %% [markdown]
+# On a machine with CUDA, the next cell runs `UpdateKinds` under `DataParallel` on all its
+# GPUs and compares what reached the module with what the points above predict. Without a
+# GPU, its `%%requires_cuda` magic prints a note instead of running it.
+
+# %% tags=["requires-cuda", "nbval-ignore-output"]
+# %%requires_cuda
+# which of UpdateKinds' three updates DataParallel keeps
+gpus = torch.cuda.device_count()
+kinds = UpdateKinds().cuda()
+parallel = nn.DataParallel(kinds)
+parallel(torch.ones(8 * gpus, 1, device="cuda"))  # 8 rows of ones per GPU
+got = (kinds.inplace_sum.item(), kinds.rebound_sum.item(), kinds.calls)
+if gpus == 1:  # no replicas: DataParallel called kinds itself
+    expected = (8.0, 8.0, 1)
+else:          # replicas: only replica 0's in-place update comes back
+    expected = (8.0, 0.0, 0)
+print(f"GPUs: {gpus} | batch sum: {8.0 * gpus}")
+print("in place, rebound, calls:", got)
+assert got == expected, f"expected {expected}"
+
+# %% [markdown]
+# ```{admonition} Pitfall: statistics and counters under nn.DataParallel
+# :class: warning
+# On several GPUs, a counter kept in a Python attribute stays at its initial value, a
+# rebinding update is lost, and BatchNorm-style in-place statistics only ever see the first
+# GPU's share of each batch. **Fix:** keep counters in buffers and update them in place; and
+# remember that the statistics describe one GPU's share, not the whole batch.
+# ```
+#
+# ### `torch.func.functional_call`
+#
+# `functional_call` runs a module with tensors you pass in place of its own: it is how a module
+# is combined with `torch.func.grad` or `vmap`, or run with another set of weights. Pass
+# buffers, and the in-place update goes into *your* tensors while the module's buffers stay as
+# they were. Buffers you do not pass are the module's own and are updated as usual.
+#
+# ```{admonition} Predict
+# :class: tip
+# `functional_call(module, passed, (x,))` runs one training step of `RunningStats` with
+# `passed` holding clones of all three buffers. Which `num_batches_tracked` becomes 1: the
+# module's or the one in `passed`?
+# ```
 
 # %%
-# functional_call: in-place updates land in the passed-in tensors, not in the module
+# functional_call: in-place updates land in the passed-in tensors
 torch.manual_seed(5)
 x = torch.randn(8, 3)
 module = RunningStats(3)
 passed = {name: b.clone() for name, b in module.named_buffers()}
 functional_call(module, passed, (x,))
-reference = RunningStats(3)
-reference(x)  # what one ordinary training step does
-assert module.num_batches_tracked.item() == 0 and torch.equal(module.running_mean, torch.zeros(3))
-assert passed["num_batches_tracked"].item() == 1
-torch.testing.assert_close(passed["running_mean"], reference.running_mean)
-torch.testing.assert_close(passed["running_var"], reference.running_var)
-print("module's buffers updated:", module.num_batches_tracked.item() == 1)
-print("passed-in tensors updated in place:", passed["num_batches_tracked"].item() == 1)
+print("module's num_batches_tracked:", module.num_batches_tracked)
+print("passed num_batches_tracked:  ", passed["num_batches_tracked"])
+print("passed running_mean:", passed["running_mean"])
 
 only_mean = {"running_mean": torch.zeros(3)}
 functional_call(module, only_mean, (x,))
-torch.testing.assert_close(only_mean["running_mean"], reference.running_mean)
-assert module.num_batches_tracked.item() == 1 and torch.equal(module.running_mean, torch.zeros(3))
-print("buffers not passed are the module's own, updated:", module.num_batches_tracked.item() == 1)
+print("passing only running_mean, module's count:",
+      module.num_batches_tracked)
+
+# %% tags=["hide-input"]
+# Check: the passed tensors hold one ordinary training step; the module's
+# own buffers stay at their start unless not passed
+reference = RunningStats(3)
+reference(x)  # what one ordinary training step does
+assert passed["num_batches_tracked"].item() == 1
+torch.testing.assert_close(passed["running_mean"], reference.running_mean)
+torch.testing.assert_close(passed["running_var"], reference.running_var)
+torch.testing.assert_close(only_mean["running_mean"],
+                           reference.running_mean)
+assert module.num_batches_tracked.item() == 1  # not passed the 2nd time
+assert torch.equal(module.running_mean, torch.zeros(3))
 
 # %% [markdown]
-# A rebinding update inside `functional_call` never reaches the module either, and it does not
-# touch the tensor you passed. But `functional_call` writes whatever the name points to at the
-# end of the call back into the dictionary you passed: the *dictionary entry* now holds the new
-# tensor. Pass a tuple of dictionaries instead and they are merged into a temporary one, so the
-# rebound value is lost altogether.
+# A rebinding update inside `functional_call` reaches neither the module nor the tensor you
+# passed. But `functional_call` writes whatever the name points to at the end of the call back
+# into the dictionary you passed, so the *dictionary entry* then holds the new tensor. Pass a
+# tuple of dictionaries instead, and they are merged into a temporary one: the rebound value is
+# lost altogether.
 
 # %%
-# functional_call with a rebinding update: module and passed tensor unchanged, dict entry replaced
+# a rebinding update and an in-place one, through functional_call
 five = torch.full((4,), 5.0)
+for scaler in (RebindingScale(), InPlaceScale()):
+    passed_scale = torch.ones(())
+    mapping = {"scale": passed_scale}
+    functional_call(scaler, mapping, (five,))
+    print(f"{type(scaler).__name__:<15} module: {scaler.scale.item():.2f}"
+          f" | passed tensor: {passed_scale.item():.2f}"
+          f" | dict entry: {mapping['scale'].item():.2f}")
+
+# %% tags=["hide-input"]
+# Check: rebinding replaces the dict entry only, and nothing with a tuple
+# of dicts; in place writes into the passed tensor
 rebinding, passed_scale = RebindingScale(), torch.ones(())
 mapping = {"scale": passed_scale}
 functional_call(rebinding, mapping, (five,))
 assert rebinding.scale.item() == 1.0 and passed_scale.item() == 1.0
 assert mapping["scale"] is not passed_scale
 assert abs(mapping["scale"].item() - 1.4) < 1e-6  # 0.9 * 1 + 0.1 * 5
-print("module:", rebinding.scale.item(), "| passed tensor:", passed_scale.item(),
-      "| dict entry:", round(mapping["scale"].item(), 4))
-
 mappings = ({"scale": passed_scale}, {})
 functional_call(rebinding, mappings, (five,))
 assert mappings[0]["scale"] is passed_scale and passed_scale.item() == 1.0
 assert rebinding.scale.item() == 1.0
-print("tuple of dicts, dict entry still the passed tensor:", mappings[0]["scale"] is passed_scale)
-
-# %%
-# the same call with an in-place update: the passed tensor itself holds the new value
 inplace, passed_scale = InPlaceScale(), torch.ones(())
 mapping = {"scale": passed_scale}
 functional_call(inplace, mapping, (five,))
 assert inplace.scale.item() == 1.0 and mapping["scale"] is passed_scale
 assert abs(passed_scale.item() - 1.4) < 1e-6
-print("module:", inplace.scale.item(), "| passed tensor:", round(passed_scale.item(), 4))
 
 # %% [markdown]
-# ## 3.9 Summary
+# ## 3.9 Reference: DataParallel's replicas, run on the CPU
 #
-# - `self.running_mean.add_(x.mean())` keeps a running **sum**. A running mean needs a weighted
-#   update: `buf.lerp_(batch_stat, momentum)`, which equals `(1 - m) * buf + m * batch_stat`.
-# - Updates made in `forward` persist; they are lost only where `forward` runs on other tensors:
-#   `DataParallel` replicas on 2+ GPUs (except replica 0's in-place updates) and
-#   `functional_call` with passed-in buffers (in-place updates land in the passed tensors; a
-#   rebound value only replaces the entry of the dictionary you passed).
-# - BatchNorm stores the unbiased batch variance but normalises with the biased one;
-#   `momentum=None` averages all batches using the `long` counter `num_batches_tracked`.
-# - `eval()` only flips `self.training`; check it in `forward`. `no_grad` stops no update.
-# - Update buffers outside autograd (`torch.no_grad()` or `detach()`), or the buffer drags a graph
-#   and the second `backward()` fails.
-# - Never update in place a buffer that the forward pass saved for backward: `no_grad` does not
-#   help and `.data` gives a silently wrong gradient. Use a clone in `forward`, or update after
-#   `backward()`.
-# - Rebinding under `torch.inference_mode()` creates inference tensors that break training;
-#   update in place, call `eval()` before inference, or `clone()` the buffers afterwards.
+# Section 3.8's account of `DataParallel` on several GPUs comes from torch's source. This
+# machine has no GPU, but only one step of making replicas needs one: the broadcast of the
+# tensors to each device, done in C++ (`broadcast_coalesced` in `torch/csrc/cuda/comm.cpp`),
+# which returns the input tensors themselves for the first device and new copies for the
+# others. `cpu_replicas` (in `bufferbook.accumulation`) runs torch's own
+# `torch.nn.parallel.replicate` with that one step done the same way on the CPU. Then each
+# replica runs on its share of the batch, as `DataParallel` does in its threads.
+
+# %% tags=["hide-input"]
+# two replicas of UpdateKinds, each run on half of a batch of 16 ones
+kinds = UpdateKinds()
+replicas = cpu_replicas(kinds, 2)
+for replica, chunk in zip(replicas, torch.ones(16, 1).chunk(2)):
+    replica(chunk)
+header = f"{'':<12}{'in place':>9}{'rebound':>9}{'calls':>7}"
+print(header + "  inplace_sum tensor")
+for i, replica in enumerate(replicas):
+    own = replica.inplace_sum is kinds.inplace_sum
+    print(f"{'replica ' + str(i):<12}{replica.inplace_sum.item():>9}"
+          f"{replica.rebound_sum.item():>9}{replica.calls:>7}  "
+          + ("the module's" if own else "a copy"))
+print(f"{'the module':<12}{kinds.inplace_sum.item():>9}"
+      f"{kinds.rebound_sum.item():>9}{kinds.calls:>7}")
+
+# %% [markdown]
+# Each replica saw 8 ones and recorded all three updates, but only replica 0's in-place
+# update is in the module: its `inplace_sum` is the module's tensor. Replica 1's `inplace_sum`
+# is a copy; both replicas' rebound buffers and call counts live in the replicas, which
+# `DataParallel` drops after every call.
+
+# %% tags=["hide-input"]
+# Check: what reached the module, and why (shared tensor, own dicts)
+assert kinds.inplace_sum.item() == 8.0
+assert kinds.rebound_sum.item() == 0.0 and kinds.calls == 0
+assert replicas[0].inplace_sum is kinds.inplace_sum
+assert replicas[1].inplace_sum is not kinds.inplace_sum
+assert all((r.rebound_sum.item(), r.calls) == (8.0, 1) for r in replicas)
+assert all(r._buffers is not kinds._buffers for r in replicas)
+
+# %% [markdown]
+# ## Summary
 #
-# **Exercise:** {doc}`../exercises/ch03_accumulation/ch03_accumulation` asks you to write a
-# trainable amax scaler without the version-counter error, a running mean with BatchNorm's
-# `momentum=None` rule, and a standardising layer that updates only in training mode.
+# | situation | what to write | why |
+# |---|---|---|
+# | keep a running mean of a batch statistic | `buf.lerp_(stat, m)` under `torch.no_grad()`, inside `if self.training:` | `add_` alone keeps a running sum (3.1); `lerp_` is `(1 - m) * buf + m * stat`, written into the buffer (3.2) |
+# | read an EMA buffer after few updates | divide by `1 - (1 - m)**k` | the initial value still weighs `(1 - m)**k`: 0.366 after 100 updates with `m = 0.01` (3.2) |
+# | average every batch equally | `momentum=None`: factor `1 / num_batches_tracked`, a `long` counter | BatchNorm's cumulative average (3.3) |
+# | freeze BatchNorm statistics while fine-tuning | `bn.eval()`, again after every `model.train()` | `no_grad()` and frozen weights stop no update (3.3) |
+# | your own module updates a buffer | `if self.training:` in `forward` | `eval()` only flips the flag (3.4) |
+# | the new value comes from activations | `torch.no_grad()` or `.detach()` | otherwise the buffer drags the graph: the 2nd `backward()` fails, `retain_graph=True` leaks (3.5) |
+#
+# **In place or rebind: when to use which.** [Chapter 2](02_full_replacement.ipynb) says
+# *write into the buffer*; section 3.5 rebinds. Both are right, for different situations:
+#
+# | situation | what to write | why |
+# |---|---|---|
+# | something else holds the buffer: a hook, an optimizer, a list, a `state_dict()` taken earlier, a captured CUDA graph | in place: `copy_`, `lerp_`, `fill_`, `zero_`, under `torch.no_grad()` | rebinding gives the module a new tensor and the holders keep the old one ([chapter 2](02_full_replacement.ipynb); the earlier `state_dict()` in 3.6) |
+# | this `forward` saved the buffer for backward (`y / self.scale`) and updates it, and nothing else holds it | rebind under `torch.no_grad()`: `self.scale = (1 - m) * self.scale + m * stat` | an in-place write bumps the version counter and `backward()` fails, with or without `no_grad` (3.6) |
+# | both at once | divide by `self.scale.clone()` and update in place, or update in place after `backward()` | autograd saved the clone, or the buffer changes only after backward ran (3.6) |
+# | never | `self.scale.data.lerp_(...)` | no error, and a gradient computed with the new scale (3.6) |
+# | updates under `torch.inference_mode()` | in place, or `eval()` first | a rebound buffer becomes an inference tensor that training cannot save (3.7) |
+# | `nn.DataParallel` on 2+ GPUs | in place, counters in buffers | only replica 0's in-place updates reach the module (3.8, 3.9) |
+# | `functional_call` with buffers you pass | read the updates from the tensors you passed | in-place updates land there, not in the module (3.8) |
+#
+# **Exercise:** [exercise 3](../exercises/ch03_accumulation/ch03_accumulation.ipynb) asks you to
+# write a trainable amax scaler without the version-counter error, a running mean with
+# BatchNorm's `momentum=None` rule, and a standardising layer that updates only in training
+# mode.

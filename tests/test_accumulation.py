@@ -3,12 +3,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import html  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bufferbook.accumulation import (RunningStats, ema_figure, ema_trajectory,  # noqa: E402
+from bufferbook.accumulation import (RunningStats, cpu_replicas, ema_alt_text,  # noqa: E402
+                                     ema_figure, ema_state_html, ema_summary, ema_trajectory,
                                      graph_size, sample_stream, update_factor)
 from bufferbook.checks import error_message  # noqa: E402
 from bufferbook.palette import COLORS  # noqa: E402
@@ -174,3 +177,79 @@ def test_ema_figure_draws_the_tested_trajectories():
         assert ax.get_legend() is not None
     finally:
         plt.close(fig)
+
+
+def test_ema_summary_reads_its_numbers_off_the_trajectory():
+    estimate = ema_trajectory(sample_stream(60, mean=1.0, std=0.5, seed=1), 0.1)
+    summary = ema_summary(0.1, steps=60, mean=1.0, std=0.5, seed=1, within=0.1)
+    near = [k for k, e in enumerate(estimate.tolist(), 1) if abs(e - 1.0) <= 0.1]
+    assert summary["first_within"] == near[0]
+    late = estimate[30:].tolist()
+    assert summary["late_low"] == min(late) and summary["late_high"] == max(late)
+    steps = [abs(b - a) for a, b in zip(late, late[1:])]
+    assert summary["late_step"] == pytest.approx(sum(steps) / len(steps))
+    assert summary["final"] == late[-1]
+    # a momentum too small to arrive: no step is within reach
+    assert ema_summary(0.001, steps=60, mean=1.0, std=0.5, seed=1)["first_within"] is None
+
+
+def test_ema_alt_text_describes_that_state_with_its_own_numbers():
+    fast, slow = ema_summary(0.5), ema_summary(0.01)
+    text = ema_alt_text(0.5)
+    assert "momentum 0.5" in text and f"at step {fast['first_within']}" in text
+    assert f"{fast['late_low']:.2f} to {fast['late_high']:.2f}" in text
+    assert f"{fast['late_step']:.3f} per step" in text
+    assert f"{ema_summary(None)['final']:.2f} after 200 steps" in text
+    assert slow["first_within"] is None
+    assert f"never within 0.2 of the true mean in 200 steps, ending at {slow['final']:.2f}" in (
+        ema_alt_text(0.01))
+    assert ema_alt_text(0.1) != ema_alt_text(0.2)
+
+
+def test_ema_state_html_is_the_figure_with_its_alt_text():
+    state = ema_state_html(0.2)
+    assert state.startswith('<img src="data:image/png;base64,')
+    assert f'alt="{html.escape(ema_alt_text(0.2), quote=True)}"' in state
+    assert not plt.get_fignums()  # the figure was closed after rendering
+
+
+class _ThreeUpdates(nn.Module):
+    """Records the batch sum three ways: in place, by rebinding, in a plain attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("inplace_sum", torch.zeros(()))
+        self.register_buffer("rebound_sum", torch.zeros(()))
+        self.calls = 0
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.inplace_sum.add_(x.sum())
+            self.rebound_sum = self.rebound_sum + x.sum()
+        self.calls += 1
+        return x
+
+
+def test_cpu_replicas_share_the_modules_buffers_on_replica_0_only():
+    net = nn.Sequential(RunningStats(3), nn.Sequential(RunningStats(3)))
+    replicas = cpu_replicas(net, 3)
+    assert len(replicas) == 3 and all(r is not net for r in replicas)
+    for name, buf in net.named_buffers():
+        first, *others = (dict(r.named_buffers())[name] for r in replicas)
+        assert first is buf
+        assert all(o is not buf and torch.equal(o, buf) for o in others)
+    assert replicas[0][1][0].running_mean is net[1][0].running_mean  # nested modules too
+    assert net.training and all(r.training for r in replicas)
+
+
+def test_cpu_replicas_keep_only_replica_0s_in_place_update():
+    module = _ThreeUpdates()
+    replicas = cpu_replicas(module, 2)
+    for replica, chunk in zip(replicas, torch.ones(16, 1).chunk(2)):
+        replica(chunk)
+    assert module.inplace_sum.item() == 8.0   # replica 0's share, written into the module
+    assert module.rebound_sum.item() == 0.0   # rebinding stayed in the replica's _buffers
+    assert module.calls == 0                  # the attribute went into the replica's __dict__
+    assert [r.calls for r in replicas] == [1, 1]
+    assert [r.rebound_sum.item() for r in replicas] == [8.0, 8.0]
+    assert replicas[1].inplace_sum.item() == 8.0  # replica 1 updated only its copy

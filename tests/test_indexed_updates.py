@@ -1,11 +1,17 @@
 """Tests for bufferbook.indexed_updates (chapter 4), against plain Python loops as reference."""
 import random
 
+import matplotlib
+import numpy as np
 import pytest
 import torch
 
-from bufferbook.indexed_updates import (METHODS, ClassMeanTable, Counter, compare_index_updates,
-                                        format_table, parse_indices)
+from bufferbook.indexed_updates import (METHODS, ClassMeanTable, Counter, comparison_html,
+                                        compare_index_updates, count_up, counts_figure,
+                                        format_table, repeats_note)
+from bufferbook.widget_states import text_html
+
+matplotlib.use("Agg")
 
 
 def loop_accumulate(size, indices, value):
@@ -90,24 +96,6 @@ def test_compare_index_updates_rejects_empty_size():
         compare_index_updates(0, [], 1)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1, 3, 3, 0", [1, 3, 3, 0]),
-    ("1 3,3  ,0", [1, 3, 3, 0]),
-    ("", []),
-    ("  ", []),
-    ("7", [7]),
-    ("-1, 2", [-1, 2]),
-])
-def test_parse_indices(text, expected):
-    assert parse_indices(text) == expected
-
-
-@pytest.mark.parametrize("text, bad", [("1, x, 2", "'x'"), ("1.5", "'1.5'")])
-def test_parse_indices_rejects(text, bad):
-    with pytest.raises(ValueError, match=bad):
-        parse_indices(text)
-
-
 def test_format_table_marks_lost_rows():
     table = format_table(compare_index_updates(5, [1, 3, 3, 0], 1))
     lines = table.splitlines()
@@ -124,6 +112,61 @@ def test_format_table_all_ok_without_duplicates():
     table = format_table(compare_index_updates(4, [0, 2], 5))
     assert "LOST" not in table
     assert table.count(" ok") == len(METHODS)
+
+
+def test_repeats_note_names_each_repeated_index():
+    assert repeats_note([1, 3, 3, 0]) == ("repeated: 3 (2 times); "
+                                          "assignment keeps one write per slot")
+    assert repeats_note([4, 0, 4, 0, 4]).startswith("repeated: 0 (2 times), 4 (3 times);")
+    assert repeats_note([0, 1, 2]) == "no index repeats: every method agrees"
+    assert repeats_note([]) == "no index repeats: every method agrees"
+
+
+@pytest.mark.parametrize("indices, value", [((1, 3, 3, 0), 1), ((2, 2, 2, 2), -2), ((), 3)])
+def test_comparison_html_is_the_table_and_the_note(indices, value):
+    html = comparison_html(indices, value)
+    table = format_table(compare_index_updates(5, indices, value))
+    assert html == text_html(table + "\n\n" + repeats_note(indices))
+    assert ("LOST" in html) == (len(set(indices)) < len(indices))
+
+
+def test_comparison_html_refuses_indices_outside_the_buffer():
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        comparison_html((5,), 1)
+
+
+def numpy_count_up(start, steps, dtype):
+    """Reference: the same counter in numpy, one scalar addition per step."""
+    counter, values = dtype(start), []
+    for _ in range(steps):
+        counter = dtype(counter + dtype(1))
+        values.append(int(counter))
+    return values
+
+
+@pytest.mark.parametrize("start", [2**24 - 3, 2**24, 2**24 + 2, 2**24 + 6, 2**25, 2**25 + 4])
+def test_count_up_matches_numpy_float32_and_exact_ints(start):
+    assert count_up(start, 4, torch.float32) == numpy_count_up(start, 4, np.float32)
+    assert count_up(start, 4, torch.float64) == [start + k for k in range(1, 5)]
+    assert count_up(start, 4, torch.long) == [start + k for k in range(1, 5)]
+
+
+def test_count_up_float32_stalls_at_2_to_the_24():
+    assert count_up(2**24 - 2, 4, torch.float32) == [2**24 - 1, 2**24, 2**24, 2**24]
+    assert count_up(2**24 + 2, 3, torch.float32) == [2**24 + 4] * 3
+
+
+def test_counts_figure_draws_both_bar_series():
+    import matplotlib.pyplot as plt
+
+    fig = counts_figure([3, 0, 5], [1, 0, 1])
+    ax = fig.axes[0]
+    heights = [[bar.get_height() for bar in group] for group in ax.containers]
+    assert heights == [[3, 0, 5], [1, 0, 1]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "Counter (index_add_)", "counts[ids] += 1"]
+    assert ax.get_ylim()[1] > 5
+    plt.close(fig)
 
 
 def test_counter_counts_every_occurrence():

@@ -1,11 +1,20 @@
-"""Tests for bufferbook.replacement (Chapter 2): each strategy of replace_buffer, the lab's facts."""
+"""Tests for bufferbook.replacement (Chapter 2): each strategy of replace_buffer, the lab's
+facts and widget states, the conversion table, the compiled-module probe and the log collector."""
+import html
+import logging
+
+import ipywidgets as widgets
 import pytest
 import torch
 from torch import nn
 
 from bufferbook.checks import error_message
-from bufferbook.replacement import (FACT_COLUMNS, NEW_FILL, OLD_FILL, STRATEGIES, describe_replacement,
-                                    facts_table, lab_table, replace_buffer)
+from bufferbook.replacement import (CONVERSIONS, IN_PLACE, LAB_DTYPES, LAB_PERSISTENCE,
+                                    LAB_SHAPES, NEW_FILL, OLD_FILL, STRATEGIES, TABLE_COLUMNS,
+                                    StaticInputProbe, convert, cudagraph_log,
+                                    describe_replacement, dtype_table, facts_table, lab_html,
+                                    lab_rows, lab_table, replace_buffer)
+from bufferbook.widget_states import shown_state, state_picker, text_html
 
 
 class Block(nn.Module):
@@ -195,11 +204,36 @@ def test_facts_table_has_header_one_line_per_row_and_errors():
     rows = [describe_replacement("rebind"), describe_replacement("copy_", shape=(4,))]
     text = facts_table(rows)
     lines = text.splitlines()
-    assert lines[0].split() == list(FACT_COLUMNS)
-    assert lines[1].split()[:7] == ["rebind", "False", "False", "True", "True", "True", "False"]
-    assert lines[2].split()[0] == "copy_"
-    assert "copy_ raised: The size of tensor a (3) must match" in text
+    assert lines[0].split() == [header for header, _, _ in TABLE_COLUMNS]
+    # rebind: new object and storage; the module reads sevens, the holder ones; saved
+    assert lines[1].split() == ["rebind", "new", "new", "new", "old", "yes", "float32", "(3,)"]
+    assert lines[2].split()[:5] == ["copy_", "same", "same", "old", "old"]
+    assert text.replace("\n    ", " ").endswith(
+        "copy_ raised: The size of tensor a (3) must match the size of tensor b (4) at "
+        "non-singleton dimension 0")
     assert "rebind raised" not in text
+
+
+def _text(state_html):
+    """The text inside one state's <pre>."""
+    inner = state_html.removeprefix('<pre class="bufferbook-state">').removesuffix("</pre>")
+    return html.unescape(inner)
+
+
+def test_facts_table_fits_the_page_for_every_lab_state():
+    for _, dtype in LAB_DTYPES:
+        for _, shape in LAB_SHAPES:
+            for _, persistent in LAB_PERSISTENCE:
+                text = _text(lab_html(dtype=dtype, shape=shape, persistent=persistent))
+                assert max(len(line) for line in text.splitlines()) <= 80, (dtype, shape)
+
+
+def test_facts_table_writes_multiline_messages_on_one_wrapped_line():
+    text = facts_table([describe_replacement("load_state_dict", shape=(4,))])
+    error = text.split("load_state_dict raised: ")[1]
+    assert "  " not in error.replace("\n    ", " ") and "\t" not in error
+    assert " ".join(error.split()).startswith(
+        "Error(s) in loading state_dict for _Demo: size mismatch for buf:")
 
 
 def test_lab_table_all_lists_every_strategy_in_order():
@@ -211,13 +245,223 @@ def test_lab_table_one_strategy_follows_the_controls():
     text = lab_table("copy_", dtype=torch.float64, shape=(2, 3))
     lines = text.splitlines()
     assert len(lines) == 3 and lines[1].split()[0] == "copy_"
-    assert lines[2] == ("copy_ raised: output with shape [3] doesn't match the broadcast shape [2, 3]")
+    assert lines[2] == ("copy_ raised: output with shape [3] doesn't match the broadcast shape "
+                        "[2, 3]")
     row = lab_table("data", dtype=torch.float16, shape=(2, 3)).splitlines()[1].split()
     assert row[0] == "data" and row[-3:] == ["float16", "(2,", "3)"]
     rebind = lab_table("rebind", persistent=False).splitlines()[1].split()
-    assert rebind[FACT_COLUMNS.index("in_state_dict")] == "False"
+    assert rebind[[h for h, _, _ in TABLE_COLUMNS].index("saved")] == "no"
 
 
 def test_lab_table_unknown_strategy_raises():
     with pytest.raises(ValueError, match="unknown strategy"):
         lab_table("assign")
+
+
+def test_lab_html_names_the_state_and_escapes_the_table():
+    html = lab_html(dtype=torch.int64, shape=(), persistent=False)
+    text = _text(html)
+    assert html == text_html(text)
+    assert text.startswith("A non-persistent float32 buffer")
+    assert "sevens of dtype int64 and shape ()" in text
+    assert text.endswith(lab_table(dtype=torch.int64, shape=(), persistent=False))
+    assert "&#x27;buf&#x27;" in html  # the quotes of torch's messages are escaped
+
+
+def _lab_controls():
+    return {"dtype": widgets.Dropdown(options=LAB_DTYPES),
+            "shape": widgets.Dropdown(options=LAB_SHAPES),
+            "persistent": widgets.ToggleButtons(options=LAB_PERSISTENCE)}
+
+
+def test_lab_widget_has_few_states_each_rendered_from_its_values():
+    controls = _lab_controls()
+    box = state_picker(lab_html, controls)
+    assert len(box.states) == len(LAB_DTYPES) * len(LAB_SHAPES) * len(LAB_PERSISTENCE) <= 40
+    for (d, s, p), state in box.states.items():
+        assert state.value == lab_html(dtype=LAB_DTYPES[d][1], shape=LAB_SHAPES[s][1],
+                                       persistent=LAB_PERSISTENCE[p][1])
+    controls["shape"].index = 2
+    controls["persistent"].index = 1
+    assert shown_state(box).value == lab_html(shape=(4,), persistent=False)
+
+
+@pytest.mark.parametrize("dtype", [d for _, d in LAB_DTYPES])
+@pytest.mark.parametrize("shape", [s for _, s in LAB_SHAPES])
+@pytest.mark.parametrize("persistent", [p for _, p in LAB_PERSISTENCE])
+def test_lab_rules_hold_in_every_state(dtype, shape, persistent):
+    rows = {row["how"]: row for row in lab_rows(dtype=dtype, shape=shape, persistent=persistent)}
+    for how, row in rows.items():
+        if row["error"] is None:  # a holder sees the new value exactly when it holds the object
+            assert row["holder_sees_new"] == row["same_object"] and row["module_sees_new"]
+        else:                     # a refused value changes nothing
+            assert row["same_object"] and not row["module_sees_new"]
+        if how in IN_PLACE:       # the buffer keeps its memory, dtype and shape
+            assert row["same_storage"] and (row["dtype"], row["shape"]) == ("float32", (3,))
+    for how in ("rebind", "register_buffer", "data"):
+        assert rows[how]["error"] is None
+        assert rows[how]["dtype"] == str(dtype).removeprefix("torch.")
+        assert rows[how]["shape"] == shape
+    broadcastable = shape in ((3,), ())
+    assert (rows["copy_"]["error"] is None) == broadcastable
+    assert (rows["slice"]["error"] is None) == broadcastable
+    assert (rows["load_state_dict"]["error"] is None) == (shape == (3,) and persistent)
+    assert rows["rebind"]["in_state_dict"] == persistent
+    assert rows["register_buffer"]["in_state_dict"]
+
+
+# --- section 2.7: conversions ------------------------------------------------------------------
+
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("stat", torch.ones(3))
+        self.register_buffer("count", torch.tensor(2, dtype=torch.long))
+        self.register_buffer("mask", torch.tensor([True, False, True]))
+        self.register_buffer("phase", torch.ones(3, dtype=torch.complex64) * (1 + 2j))
+        self.weight = nn.Parameter(torch.ones(3))
+
+
+@pytest.mark.parametrize("conversion", list(CONVERSIONS))
+def test_converted_buffers_are_new_objects_parameters_never_are(conversion):
+    tensors = convert(Mixed, conversion)["tensors"]
+    for name, facts in tensors.items():
+        changed = facts["after"] != facts["before"]
+        if facts["is_buffer"]:
+            assert facts["same_object"] == (not changed), (conversion, name)
+        else:
+            assert facts["same_object"], (conversion, name)
+
+
+@pytest.mark.parametrize("conversion", [".float()", ".double()", ".half()", ".bfloat16()"])
+def test_floating_point_casts_touch_only_floating_point_tensors(conversion):
+    tensors = convert(Mixed, conversion)["tensors"]
+    target = {".float()": "float32", ".double()": "float64", ".half()": "float16",
+              ".bfloat16()": "bfloat16"}[conversion]
+    assert tensors["stat"]["after"] == tensors["weight"]["after"] == target
+    assert [tensors[n]["after"] for n in ("count", "mask", "phase")] == [
+        "int64", "bool", "complex64"]
+
+
+def test_to_float_casts_complex_to_real_with_a_warning():
+    result = convert(Mixed, ".to(torch.float64)")
+    tensors = result["tensors"]
+    assert [tensors[n]["after"] for n in ("stat", "count", "mask", "phase")] == [
+        "float64", "int64", "bool", "float64"]
+    assert torch.equal(result["module"].phase, torch.ones(3, dtype=torch.float64))
+    assert any(w.startswith("Casting complex values to real discards the imaginary part")
+               for w in result["warnings"])
+
+
+def test_to_complex_casts_floating_point_and_complex_only():
+    result = convert(Mixed, ".to(torch.complex128)")
+    tensors = result["tensors"]
+    assert [tensors[n]["after"] for n in ("stat", "count", "mask", "phase", "weight")] == [
+        "complex128", "int64", "bool", "complex128", "complex128"]
+    assert any(w.startswith("Complex modules are a new feature") for w in result["warnings"])
+
+
+def test_type_casts_every_buffer_integer_bool_and_complex():
+    result = convert(Mixed, ".type(torch.float64)")
+    module = result["module"]
+    assert {facts["after"] for facts in result["tensors"].values()} == {"float64"}
+    assert [w.split(" (")[0] for w in result["warnings"]] == [
+        "Casting complex values to real discards the imaginary part"]
+    assert torch.equal(module.count, torch.tensor(2.0, dtype=torch.float64))
+    assert torch.equal(module.mask, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+    assert torch.equal(module.phase, torch.ones(3, dtype=torch.float64))
+
+
+def test_type_on_batchnorm_turns_its_counter_into_a_float():
+    assert convert(lambda: nn.BatchNorm1d(2),
+                   ".type(torch.float64)")["tensors"]["num_batches_tracked"]["after"] == "float64"
+    assert convert(lambda: nn.BatchNorm1d(2),
+                   ".double()")["tensors"]["num_batches_tracked"]["after"] == "int64"
+
+
+def test_dtype_table_rows_columns_and_dashes():
+    lines = dtype_table(Mixed, names=["count", "mask", "weight"]).splitlines()
+    assert lines[0].split() == ["conversion", "count", "mask", "weight"]
+    assert lines[1].split() == ["(before)", "int64", "bool", "float32"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert list(rows) == list(CONVERSIONS)
+    assert rows[".double()"] == ["-", "-", "float64"]
+    assert rows[".float()"] == ["-", "-", "-"]
+    assert rows[".type(torch.float64)"] == ["float64", "float64", "float64"]
+    assert all(len(line) <= 80 for line in dtype_table(Mixed).splitlines())
+
+
+# --- section 2.8: the compiled module's static inputs -------------------------------------------
+
+class Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(3))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def test_probe_sees_the_buffer_as_a_static_input_and_rebinding_move_it():
+    module = Scale()
+    probe = StaticInputProbe(module)
+    x = torch.ones(3)
+    probe(x)
+    probe(x)
+    with torch.no_grad():
+        module.scale.fill_(2.0)
+    probe(x, "fill")
+    old = module.scale
+    module.scale = torch.full((3,), 3.0)
+    probe(x, "rebind")
+    probe(x)
+    assert probe.compiles == 1                    # rebinding did not recompile
+    assert len(probe.input_names) == 2 and len(probe.static_indices) == 1
+    (static,) = probe.static_indices
+    assert probe.calls[2]["pointers"][static] == old.data_ptr()
+    assert probe.calls[3]["pointers"][static] == module.scale.data_ptr()
+    assert probe.calls[0]["pointers"][1 - static] == x.data_ptr()   # x: not static
+    assert [c["output"].tolist() for c in probe.calls] == [
+        [1.0] * 3, [1.0] * 3, [2.0] * 3, [3.0] * 3, [3.0] * 3]
+    assert probe.verdicts() == ["warm-up", "record", "replay", "record again", "replay"]
+    assert old._dynamo_static_input_type == "unguarded"   # static address, no guard on it
+    lines = probe.table().splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["1", "2", "3", "4", "5"]
+    assert lines[3].split()[1:3] == ["fill", "A"] and lines[4].split()[1:3] == ["rebind", "B"]
+    assert lines[4].split()[-2:] == ["record", "again"]
+
+
+def test_probe_replays_when_an_old_address_comes_back():
+    module = Scale()
+    probe = StaticInputProbe(module)
+    x = torch.ones(3)
+    probe(x)
+    probe(x)
+    first = module.scale
+    module.scale = torch.full((3,), 3.0)
+    probe(x)
+    module.scale = first                     # the recorded address again
+    probe(x)
+    assert probe.verdicts() == ["warm-up", "record", "record again", "replay"]
+    assert probe.calls[3]["output"].tolist() == [1.0] * 3
+
+
+def test_probe_counts_parameters_as_static_too():
+    module = nn.Linear(3, 2)
+    probe = StaticInputProbe(module)
+    with torch.no_grad():
+        probe(torch.ones(1, 3))
+    pointers = {p.data_ptr() for p in module.parameters()}
+    assert {probe.calls[0]["pointers"][i] for i in probe.static_indices} == pointers
+
+
+def test_cudagraph_log_collects_the_trees_messages_only_inside_the_block():
+    import torch._inductor.cudagraph_trees as trees
+
+    propagate = trees.log.propagate
+    with cudagraph_log() as messages:
+        assert trees.log.isEnabledFor(logging.DEBUG)
+        trees.log.debug("[%s] Re-recording function=%s", "0/0", "forward")
+    trees.log.debug("after the block")
+    assert messages == ["[0/0] Re-recording function=forward"]
+    assert trees.log.propagate == propagate and not trees.log.isEnabledFor(logging.DEBUG)

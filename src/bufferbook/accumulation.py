@@ -4,8 +4,15 @@
 - `RunningStats`: BatchNorm1d's running-statistics rule written out (no affine part).
 - `graph_size`: how many autograd nodes a tensor drags along (section 3.5's leak).
 - `ema_trajectory`: every estimate a moving-average buffer goes through (section 3.2's plot).
-- `sample_stream`, `ema_figure`: the seeded data and the figure behind section 3.2's slider.
+- `sample_stream`, `ema_figure`: the seeded data and the figure behind section 3.2's picker.
+- `ema_summary`, `ema_alt_text`, `ema_state_html`: one state of that picker, as numbers, as
+  words and as HTML.
+- `cpu_replicas`: what `nn.DataParallel` makes of a module on several GPUs, run on the CPU
+  (section 3.9).
 """
+import importlib
+from unittest import mock
+
 import torch
 from torch import nn
 
@@ -110,8 +117,8 @@ def ema_figure(momentum, steps=200, mean=2.0, std=1.0, seed=0, reference=(0.01, 
 
     One line per momentum (``reference`` first, thin; ``momentum`` last, thick), all computed with
     `ema_trajectory` on `sample_stream(steps, mean, std, seed)` from an initial estimate of 0,
-    and a dashed line at the true mean. Returns the matplotlib figure (the chapter's slider
-    redraws it for the chosen momentum).
+    and a dashed line at the true mean. Returns the matplotlib figure (one state of the
+    chapter's momentum picker, see `ema_state_html`).
     """
     import matplotlib.pyplot as plt
 
@@ -131,3 +138,77 @@ def ema_figure(momentum, steps=200, mean=2.0, std=1.0, seed=0, reference=(0.01, 
     ax.set_title("Running estimate of the mean, starting from 0")
     ax.legend(fontsize="small", loc="lower right")
     return fig
+
+
+def ema_summary(momentum, steps=200, mean=2.0, std=1.0, seed=0, within=0.2):
+    """Chapter 3, section 3.2: the numbers behind one curve of the momentum picker.
+
+    Runs `ema_trajectory` (from 0) on `sample_stream(steps, mean, std, seed)` and returns a
+    dict: ``first_within``, the first step at which the estimate is within ``within`` of
+    ``mean`` (None if it never is); ``late_low`` and ``late_high``, its range over the second
+    half of the steps; ``late_step``, the mean absolute change per step there (the jitter);
+    ``final``, the last estimate.
+    """
+    estimate = ema_trajectory(sample_stream(steps, mean, std, seed), momentum)
+    near = ((estimate - mean).abs() <= within).nonzero()
+    late = estimate[steps // 2:]
+    return {"first_within": int(near[0]) + 1 if len(near) else None,
+            "late_low": late.min().item(), "late_high": late.max().item(),
+            "late_step": late.diff().abs().mean().item(), "final": estimate[-1].item()}
+
+
+def _momentum_name(momentum):
+    return "momentum=None (cumulative average)" if momentum is None else f"momentum {momentum:g}"
+
+
+def ema_alt_text(momentum, steps=200, mean=2.0, std=1.0, seed=0, within=0.2):
+    """Chapter 3, section 3.2: what the figure of `ema_state_html` shows, in words.
+
+    Names the data, the thick curve (``momentum``) with its `ema_summary` numbers, the thin
+    reference (the cumulative average) and the dashed true mean.
+    """
+    ours = ema_summary(momentum, steps, mean, std, seed, within)
+    cumulative = ema_summary(None, steps, mean, std, seed, within)
+    if ours["first_within"] is None:
+        arrival = (f"never within {within:g} of the true mean in {steps} steps, "
+                   f"ending at {ours['final']:.2f}")
+    else:
+        arrival = f"first within {within:g} of the true mean at step {ours['first_within']}"
+    return (f"Running estimate of the mean against step, from 0, on {steps} samples with "
+            f"mean {mean:g} and standard deviation {std:g}. Thick line, "
+            f"{_momentum_name(momentum)}: {arrival}; over steps {steps // 2 + 1} to {steps} it "
+            f"ranges from {ours['late_low']:.2f} to {ours['late_high']:.2f} and moves "
+            f"{ours['late_step']:.3f} per step on average. Thin line, the cumulative average: "
+            f"{cumulative['final']:.2f} after {steps} steps. Dashed line: the true mean "
+            f"{mean:g}.")
+
+
+def ema_state_html(momentum):
+    """Chapter 3, section 3.2: one state of the momentum picker, an ``<img>`` with alt text.
+
+    The figure is `ema_figure(momentum, reference=(None,))` (the chosen momentum against the
+    cumulative average), described by `ema_alt_text(momentum)`.
+    """
+    from bufferbook.widget_states import figure_html
+
+    return figure_html(ema_figure(momentum, reference=(None,)), ema_alt_text(momentum))
+
+
+def cpu_replicas(module, count):
+    """Chapter 3, section 3.9: the replicas ``nn.DataParallel`` makes on ``count`` GPUs, on CPU.
+
+    Runs torch's own ``torch.nn.parallel.replicate.replicate`` (with ``detach=True``, the path
+    every buffer that does not require grad takes) and replaces only its CUDA step, the
+    broadcast of the tensors, by what torch's C++ ``broadcast_coalesced``
+    (``torch/csrc/cuda/comm.cpp``) returns: the input tensors themselves for the first device
+    (DataParallel's documented guarantee that replica 0 shares storage with the module) and
+    detached copies for every other device. Returns the replicas, replica 0 first.
+    """
+    replicate_module = importlib.import_module("torch.nn.parallel.replicate")
+
+    def broadcast(tensors, devices, detach=False):
+        copies = [[t.detach().clone() for t in tensors] for _ in devices[1:]]
+        return [list(tensors), *copies] if tensors else []
+
+    with mock.patch.object(replicate_module, "_broadcast_coalesced_reshape", broadcast):
+        return replicate_module.replicate(module, list(range(count)), detach=True)
