@@ -102,7 +102,7 @@ except RuntimeError as error:
 # %% tags=["hide-input"]
 # Check: .double() converted the Linear layer, not the plain tensor, and the
 # forward call fails with exactly this message; .half() skips it too;
-# __setattr__ filed the submodule in _modules and proj in the instance __dict__
+# __setattr__ put the submodule in _modules, proj in the instance __dict__
 assert plain.linear.weight.dtype == torch.float64
 assert plain.proj.dtype == torch.float32
 assert PlainProjector().half().proj.dtype == torch.float32
@@ -232,18 +232,19 @@ print("trained(x): ", trained(x).detach())
 print("restored(x):", restored(x).detach())
 
 # %% tags=["hide-input"]
-# Check: proj is saved first, and the restored model computes the same outputs
-assert list(trained.state_dict()) == ["proj", "linear.weight", "linear.bias"]
+# Check: proj is saved first, and the restored model computes the same
+assert list(trained.state_dict()) == ["proj", "linear.weight",
+                                      "linear.bias"]
 assert torch.equal(restored.proj, trained.proj)
 assert torch.equal(restored(x), trained(x))
-# the order: own parameters, own buffers, then submodules, whatever the order
-# of registration
+# the order: own parameters, own buffers, then submodules, whatever the
+# order of registration
 probe = nn.Module()
 probe.sub = nn.Linear(1, 1)
 probe.register_buffer("b", torch.zeros(1))
 probe.p = nn.Parameter(torch.zeros(1))
 assert list(probe.state_dict()) == ["p", "b", "sub.weight", "sub.bias"]
-# the inventories of the two layers after .double() (section 1.3) say the same
+# the inventories of the two layers after .double() (section 1.3) agree
 plain_rows = tensor_inventory(PlainProjector().double())
 fixed_rows = tensor_inventory(Projector().double())
 assert [(r.kind, r.dtype, r.in_state_dict) for r in plain_rows
@@ -266,7 +267,7 @@ class DeclaredProjector(nn.Module):
     def __init__(self):
         super().__init__()
         self.linear = nn.Linear(2, 2)
-        self.proj = nn.Buffer(torch.eye(2))  # registered, like register_buffer
+        self.proj = nn.Buffer(torch.eye(2))  # a buffer, as register_buffer
 
     def forward(self, x):
         return self.linear(x) @ self.proj
@@ -379,7 +380,7 @@ assert [(r.name, r.kind) for r in bn_rows] == [
     ("running_mean", "buffer"), ("running_var", "buffer"),
     ("num_batches_tracked", "buffer")]
 assert all(r.in_state_dict and r.persistent for r in bn_rows)
-assert [r.requires_grad for r in bn_rows] == [True, True, False, False, False]
+assert [r.requires_grad for r in bn_rows] == [True, True] + [False] * 3
 assert bn_rows[-1].dtype == torch.int64
 
 # %% [markdown]
@@ -392,8 +393,8 @@ assert bn_rows[-1].dtype == torch.int64
 # ```
 
 # %% tags=["hide-input"]
-# Check: a Parameter is trained; with requires_grad=False it is not, but it is
-# still in parameters() and in the optimizer's param_groups
+# Check: a Parameter is trained; with requires_grad=False it is not, but it
+# is still in parameters() and in the optimizer's param_groups
 class ParamProjector(Projector):
     def __init__(self, requires_grad=True):
         super().__init__()
@@ -448,7 +449,8 @@ print('cache after .to("meta"):       ', m.cache.device)
 # Check: cache is a buffer, is not saved, and .to() converts and moves it
 assert [name for name, _ in m.named_buffers()] == ["running_mean", "cache"]
 assert list(m.state_dict()) == ["running_mean"]
-assert m.cache.dtype == torch.float64 and m.running_mean.dtype == torch.float64
+assert m.cache.dtype == torch.float64
+assert m.running_mean.dtype == torch.float64
 assert m.cache.device.type == "meta"
 
 # %% [markdown]
@@ -457,7 +459,7 @@ assert m.cache.device.type == "meta"
 # `state_dict` without `cache` loads with strict checking.
 
 # %%
-# load_state_dict (strict by default) does not ask for the non-persistent buffer
+# load_state_dict (strict by default) does not ask for the cache
 source = WithCache()
 source.running_mean.fill_(2.0)
 target = WithCache()
@@ -540,24 +542,25 @@ assert torch.equal(restored.cache, torch.zeros(3))
 #
 # ```{admonition} Predict
 # :class: tip
-# Which ways of storing `stat` leave it in float32 after `.to(torch.float64)`? Which keep it
-# out of the saved columns? Which would an optimizer train?
+# Which ways of storing `stat` leave it in float32 after `.to(torch.float64)`? Which leave
+# it out of `state_dict()` (the `saved` column)? Which would an optimizer train?
 # ```
 
 # %% tags=["nbval-ignore-output"]
-# Five ways to store `stat` x four dtypes: 20 inventories, one shown at a time
+# Five ways to store `stat` x four dtypes: 20 tables, one shown at a time
 controls = {
     "how": widgets.Dropdown(options=STORAGE_CHOICES, value="plain attribute",
                             description="stat via"),
-    "dtype": widgets.ToggleButtons(options=DTYPE_CHOICES, description=".to()"),
+    "dtype": widgets.Dropdown(options=DTYPE_CHOICES,
+                              description=".to(dtype)"),
 }
 picker = state_picker(demo_state_html, controls)
 display(picker, exclude=["text/plain"])  # the widget, not its long text repr
 
 # %% tags=["hide-input"]
-# Check: every state shows the inventory of its own choice; only a registered
-# stat follows the dtype, only a persistent one is saved, only a Parameter
-# requires grad; the page opens on the plain attribute in float64
+# Check: every state shows the inventory of its own choice; only a
+# registered stat follows the dtype, only a persistent one is saved, only a
+# Parameter requires grad; the page opens on the plain attribute in float64
 assert len(picker.states) == len(STORAGE_CHOICES) * len(DTYPE_CHOICES) == 20
 for (i, j), state in picker.states.items():
     how, (label, dtype) = STORAGE_CHOICES[i], DTYPE_CHOICES[j]
@@ -566,7 +569,8 @@ for (i, j), state in picker.states.items():
     shown = next(line.split() for line in state.value.splitlines()
                  if line.startswith("stat "))
     assert shown[4] == ("float32" if how == "plain attribute" else label)
-    assert stat.dtype == (torch.float32 if how == "plain attribute" else dtype)
+    kept = torch.float32 if how == "plain attribute" else dtype
+    assert stat.dtype == kept
     saved = how in ("register_buffer", "nn.Buffer", "nn.Parameter")
     assert stat.in_state_dict is saved and shown[3] == str(saved)
     assert stat.requires_grad is (how == "nn.Parameter")
@@ -613,9 +617,9 @@ print("buffers():   ", [name for name, _ in m.named_buffers()])
 print("state_dict():", list(m.state_dict()))
 
 # %% tags=["hide-input"]
-# Check: the None slot exists, is skipped by buffers(), state_dict() and .to(),
-# and assignment fills it as a buffer; BatchNorm's optional statistics are such
-# slots
+# Check: the None slot exists, is skipped by buffers(), state_dict() and
+# .to(), and assignment fills it as a buffer; BatchNorm's optional
+# statistics are such slots
 m = LazyMask()
 assert hasattr(m, "mask") and m.mask is None and "mask" in m._buffers
 assert list(m.named_buffers()) == [] and list(m.state_dict()) == []
@@ -698,8 +702,8 @@ assert best["running_mean"].data_ptr() == bn.running_mean.data_ptr()
 assert torch.equal(best["running_mean"], bn.running_mean)
 assert not torch.equal(best["running_mean"], torch.zeros(2))
 assert best["num_batches_tracked"].item() == 1
-# parameters too: detached values on the live memory, which an optimizer step
-# (in place) changes
+# parameters too: detached values on the live memory, which an optimizer
+# step (in place) changes
 other = nn.BatchNorm1d(2)
 weights = other.state_dict()["weight"]
 assert other.weight.requires_grad and not weights.requires_grad
@@ -877,7 +881,7 @@ for _ in range(3):
     print(f"after call {counter.calls.item()}: total = {counter.total}")
 
 # %% tags=["hide-input"]
-# Check: 1, 2, 3 calls and 4, 8, 12 per column, on the same tensors throughout
+# Check: 1, 2, 3 calls and 4, 8, 12 per column, on the same tensors
 assert history == [(1, [4.0, 4.0]), (2, [8.0, 8.0]), (3, [12.0, 12.0])]
 assert counter.calls is calls_tensor and counter.total is total_tensor
 
@@ -945,7 +949,8 @@ for cls, seen in ((CallCounter, 3), (Rebinder, 0)):
     saved = module.state_dict()
     for _ in range(3):
         module(torch.ones(4, 2))
-    assert module.calls.item() == 3 and module.total.tolist() == [12.0, 12.0]
+    assert module.calls.item() == 3
+    assert module.total.tolist() == [12.0, 12.0]
     assert saved["calls"].item() == seen
     assert list(module.state_dict()) == ["calls", "total"]
 
@@ -986,7 +991,7 @@ assert nn.Module.__getattr__(net, "block") is net._modules["block"]
 assert module.counts[0].item() == 5.0
 
 # %% tags=["hide-input"]
-# A tensor that requires grad stays so as a buffer, and is still no parameter
+# A tensor that requires grad stays so as a buffer, and is no parameter
 needs_grad = torch.ones(2, requires_grad=True)
 m = nn.Module()
 m.register_buffer("g", needs_grad)
@@ -1013,14 +1018,15 @@ m = nn.Module()
 m.x = nn.Buffer(t)
 t[1] = 7.0
 same = m.x.data_ptr() == t.data_ptr()
-print("m.x after t[1] = 7:", m.x, "| storage:", "same" if same else "separate")
+print("m.x after t[1] = 7:", m.x,
+      "| storage:", "same" if same else "separate")
 print("isinstance(m.x, nn.Buffer) =", isinstance(m.x, nn.Buffer))
 assert m.x is not t and same and m.x[1].item() == 7.0
 assert isinstance(m.x, nn.Buffer)
 
 before = m.x
 m.double()
-assert m.x is not before and m._buffers["x"] is m.x  # a new tensor, registered
+assert m.x is not before and m._buffers["x"] is m.x  # new, registered
 print("after .double(): isinstance(m.x, nn.Buffer) =",
       isinstance(m.x, nn.Buffer))
 print("buffers():", [name for name, _ in m.named_buffers()],
@@ -1068,7 +1074,8 @@ assert m.running_mean is replacement
 # Dotted and empty names
 dotted = error_message(m.register_buffer, "stats.mean", torch.zeros(2),
                        expected=KeyError)
-empty = error_message(m.register_buffer, "", torch.zeros(2), expected=KeyError)
+empty = error_message(m.register_buffer, "", torch.zeros(2),
+                      expected=KeyError)
 print("KeyError:", dotted)
 print("KeyError:", empty)
 assert dotted == 'buffer name can\'t contain "."'
