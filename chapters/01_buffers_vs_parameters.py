@@ -1117,7 +1117,8 @@ assert message == ("cannot assign 'int' as buffer 'running_mean' "
 # | Updating a buffer in `forward` | in place: `self.total.add_(s)` | the update persists and earlier references stay in step |
 # | Reaching a submodule's buffer | `model.get_buffer("block.bn.running_mean")` | the same dotted names as `state_dict()` |
 #
-# `bufferbook.tensor_inventory` prints all of this for any module; later chapters use it.
+# `tensor_inventory` and `format_inventory` (in `bufferbook.tensor_inventory`) print this table
+# for any module of yours; exercise 1 uses them in a self-check.
 #
 # **Exercise.** [Exercise 1](../exercises/ch01_buffers/ch01_buffers.ipynb) asks you to register
 # the right tensors, take a real snapshot of a `state_dict`, and accumulate in a buffer in

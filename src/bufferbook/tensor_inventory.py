@@ -6,8 +6,7 @@
   ``stat`` stored in one of `STORAGE_CHOICES`, then converted with ``.to(dtype)``.
 - `demo_state_html`: one state of that widget, the inventory as HTML (`DTYPE_CHOICES`).
 
-Later chapters print the same table to show what `.to()`, `state_dict()` and the optimizer do
-and do not see.
+Exercise 1 prints the same table in a self-check, to show what `.to()` and `state_dict()` see.
 
     >>> import torch
     >>> from torch import nn
