@@ -52,7 +52,6 @@ import textwrap
 
 import ipywidgets as widgets
 import torch
-from IPython.display import display
 from torch import nn
 
 from bufferbook.checks import error_message
@@ -555,7 +554,7 @@ controls = {
                               description=".to(dtype)"),
 }
 picker = state_picker(demo_state_html, controls)
-display(picker, exclude=["text/plain"])  # the widget, not its long text repr
+picker
 
 # %% tags=["hide-input"]
 # Check: every state shows the inventory of its own choice; only a
