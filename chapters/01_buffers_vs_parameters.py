@@ -99,8 +99,8 @@ except RuntimeError as error:
     print("RuntimeError:", textwrap.fill(str(error), 78), sep="\n")
 
 # %% tags=["hide-input"]
-# Check: .double() converted the Linear layer, not the plain tensor, and the
-# forward call fails with exactly this message; .half() skips it too;
+# Check: .double() converted the Linear layer, not the plain tensor, and
+# the forward call fails with exactly this message; .half() skips it too;
 # __setattr__ put the submodule in _modules, proj in the instance __dict__
 assert plain.linear.weight.dtype == torch.float64
 assert plain.proj.dtype == torch.float32
@@ -218,7 +218,7 @@ assert Projector().to("meta").proj.device.type == "meta"
 # The round trip now restores the projection, and the model with it
 torch.manual_seed(0)
 trained = Projector()
-trained.proj.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))  # swap the outputs
+trained.proj.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))  # swap outputs
 
 file = io.BytesIO()
 torch.save(trained.state_dict(), file)
@@ -371,8 +371,8 @@ assert norm.running_mean.requires_grad is False
 print(format_inventory(tensor_inventory(nn.BatchNorm1d(3))))
 
 # %% tags=["hide-input"]
-# Check: two parameters, then three buffers, all saved; only weight and bias
-# require a gradient; the counter is an int64
+# Check: two parameters, then three buffers, all saved; only weight and
+# bias require a gradient; the counter is an int64
 bn_rows = tensor_inventory(nn.BatchNorm1d(3))
 assert [(r.name, r.kind) for r in bn_rows] == [
     ("weight", "parameter"), ("bias", "parameter"),
@@ -466,8 +466,8 @@ print(target.load_state_dict(source.state_dict()))
 print("running_mean:", target.running_mean)
 
 # %% tags=["hide-input"]
-# Check: nothing missing, nothing unexpected, the saved value arrived; and a
-# persistent mask of another shape does make loading fail
+# Check: nothing missing, nothing unexpected, the saved value arrived; and
+# a persistent mask of another shape does make loading fail
 result = WithCache().load_state_dict(source.state_dict())
 assert result.missing_keys == [] and result.unexpected_keys == []
 assert torch.equal(target.running_mean, torch.full((3,), 2.0))
@@ -481,7 +481,8 @@ class Masked(nn.Module):
 
 
 message = error_message(Masked(16, True).load_state_dict,
-                        Masked(8, True).state_dict(), expected=RuntimeError)
+                        Masked(8, True).state_dict(),
+                        expected=RuntimeError)
 assert "size mismatch for mask" in message
 result = Masked(16, False).load_state_dict(Masked(8, False).state_dict())
 assert result.missing_keys == [] and result.unexpected_keys == []
@@ -518,8 +519,8 @@ assert "running_mean" not in vars(m)
 # ```
 
 # %% tags=["hide-input"]
-# Check: a non-persistent buffer comes back from a round trip at its initial
-# value, with no missing or unexpected keys reported
+# Check: a non-persistent buffer comes back from a round trip at its
+# initial value, with no missing or unexpected keys reported
 trained = WithCache()
 trained.cache.fill_(7.0)
 file = io.BytesIO()
@@ -560,7 +561,8 @@ picker
 # Check: every state shows the inventory of its own choice; only a
 # registered stat follows the dtype, only a persistent one is saved, only a
 # Parameter requires grad; the page opens on the plain attribute in float64
-assert len(picker.states) == len(STORAGE_CHOICES) * len(DTYPE_CHOICES) == 20
+assert len(picker.states) == 20
+assert len(STORAGE_CHOICES) * len(DTYPE_CHOICES) == 20
 for (i, j), state in picker.states.items():
     how, (label, dtype) = STORAGE_CHOICES[i], DTYPE_CHOICES[j]
     assert state.value == demo_state_html(how, dtype)
@@ -754,14 +756,16 @@ print("bn.running_mean:       ", bn.running_mean)
 # memory (above, and once more against a clone taken before the update)
 for snapshot in (deep, cloned):
     assert not torch.equal(snapshot["running_mean"], bn.running_mean)
-    assert snapshot["running_mean"].data_ptr() != bn.running_mean.data_ptr()
+    assert (snapshot["running_mean"].data_ptr()
+            != bn.running_mean.data_ptr())
 frozen = bn.running_mean.clone()
 snapshots = (copy.deepcopy(bn.state_dict()),
              {k: v.clone() for k, v in bn.state_dict().items()})
 bn.running_mean.add_(1.0)
 for snapshot in snapshots:
     assert torch.equal(snapshot["running_mean"], frozen)
-    assert snapshot["running_mean"].data_ptr() != bn.running_mean.data_ptr()
+    assert (snapshot["running_mean"].data_ptr()
+            != bn.running_mean.data_ptr())
 # a file written by torch.save is a snapshot too
 file = io.BytesIO()
 torch.save(bn.state_dict(), file)
@@ -808,11 +812,13 @@ print("named_buffers(recurse=False):",
       [name for name, _ in net.named_buffers(recurse=False)])
 
 # %% tags=["hide-input"]
-# Check: the module's own buffer first, then depth first through submodules;
-# recurse=False stops at the module; every name is a state_dict key
+# Check: the module's own buffer first, then depth first through
+# submodules; recurse=False stops at the module; every name is a key of
+# state_dict()
 all_names = [name for name, _ in net.named_buffers()]
 assert all_names == ["step", "block.history", "block.bn.running_mean",
-                     "block.bn.running_var", "block.bn.num_batches_tracked"]
+                     "block.bn.running_var",
+                     "block.bn.num_batches_tracked"]
 assert [name for name, _ in net.named_buffers(recurse=False)] == ["step"]
 assert set(all_names) <= set(net.state_dict())
 
@@ -977,7 +983,7 @@ print("vars(module), the instance __dict__:")
 print(textwrap.fill(", ".join(vars(module)), 78, initial_indent="  ",
                     subsequent_indent="  "))
 
-counts[0] = 5.0  # a write through the caller's variable shows in the buffer
+counts[0] = 5.0  # a write through the caller's variable shows in module
 print("module.counts after counts[0] = 5:", module.counts)
 
 assert module.counts is counts and module._buffers["counts"] is counts
@@ -1010,8 +1016,8 @@ assert list(m.parameters()) == []
 # buffer all the same).
 
 # %% tags=["hide-input"]
-# nn.Buffer stores a detached alias; after .double() the marker is gone, the
-# buffer is not
+# nn.Buffer stores a detached alias; after .double() the marker is gone,
+# the buffer is not
 t = torch.zeros(3)
 m = nn.Module()
 m.x = nn.Buffer(t)
@@ -1043,7 +1049,8 @@ assert list(m.state_dict()) == ["x"]
 # %% tags=["hide-input"]
 # A value that is not a tensor (or None)
 m = Normalizer(2)
-message = error_message(m.register_buffer, "scale", 2.0, expected=TypeError)
+message = error_message(m.register_buffer, "scale", 2.0,
+                        expected=TypeError)
 print("TypeError:", textwrap.fill(message, 78), sep="\n")
 assert message == ("cannot assign 'float' object to buffer 'scale' "
                    "(torch Tensor or None required)")
