@@ -1,5 +1,5 @@
-"""Tests for bufferbook.tensor_inventory (Chapter 1): every branch of the inventory, its table,
-and the widget's demo function."""
+"""Tests for bufferbook.tensor_inventory (Chapter 1): every branch of the inventory, its table
+(within 80 columns), and the widget's demo functions."""
 import dataclasses
 import doctest
 
@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 import bufferbook.tensor_inventory as ti
-from bufferbook.tensor_inventory import (STORAGE_CHOICES, TensorInfo, demo_inventory, demo_module,
-                                         format_inventory, tensor_inventory)
+from bufferbook.tensor_inventory import (DTYPE_CHOICES, STORAGE_CHOICES, TensorInfo, demo_inventory,
+                                         demo_module, demo_state_html, format_inventory,
+                                         tensor_inventory)
+from bufferbook.widget_states import text_html
 
 
 class Leaf(nn.Module):
@@ -150,8 +152,8 @@ def test_format_inventory_is_a_fixed_width_table():
     rows = tensor_inventory(Root())
     text = format_inventory(rows)
     lines = text.splitlines()
-    assert lines[0].split() == ["name", "kind", "persistent", "in_state_dict", "dtype", "device",
-                                "shape", "requires_grad"]
+    assert lines[0].split() == ["name", "kind", "persist", "saved", "dtype", "device", "shape",
+                                "grad"]
     assert set(lines[1].replace(" ", "")) == {"-"}
     assert len(lines) == 2 + len(rows)
     # every column starts at the same offset on every line
@@ -165,6 +167,25 @@ def test_format_inventory_is_a_fixed_width_table():
     assert format_inventory(tensor_inventory(Root())) == text  # deterministic
     assert "torch." not in text
     assert all(line == line.rstrip() for line in lines)
+
+
+def test_one_column_per_field_of_tensor_info():
+    assert sorted(field for field, _ in ti.COLUMNS) == sorted(
+        f.name for f in dataclasses.fields(TensorInfo))
+
+
+def _widest(text):
+    return max(len(line) for line in text.splitlines())
+
+
+def test_the_books_tables_fit_80_columns():
+    """The width a page shows without clipping: BatchNorm's table (section 1.3) is 77 wide,
+    the widest state of section 1.5's widget (bfloat16, a (2, 2) weight) 73."""
+    assert _widest(format_inventory(tensor_inventory(nn.BatchNorm1d(3)))) == 77
+    widths = [_widest(format_inventory(demo_inventory(how, dtype)))
+              for how in STORAGE_CHOICES for _, dtype in DTYPE_CHOICES]
+    assert max(widths) == 73
+    assert _widest(format_inventory(tensor_inventory(nn.Sequential(Root(), Root())))) <= 80
 
 
 def test_format_inventory_of_no_rows():
@@ -195,7 +216,7 @@ def test_demo_module_stores_stat_as_asked(how):
 
 
 @pytest.mark.parametrize("how", STORAGE_CHOICES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dtype", [dtype for _, dtype in DTYPE_CHOICES])
 def test_demo_inventory_is_what_the_widget_shows(how, dtype):
     rows = by_name(demo_inventory(how, dtype))
     stat = rows["stat"]
@@ -209,3 +230,18 @@ def test_demo_inventory_is_what_the_widget_shows(how, dtype):
 def test_demo_module_rejects_unknown_storage():
     with pytest.raises(ValueError, match="how must be one of"):
         demo_module("setattr")
+
+
+def test_dtype_choices_are_labelled_by_their_own_names():
+    assert [label for label, _ in DTYPE_CHOICES] == [
+        str(dtype).removeprefix("torch.") for _, dtype in DTYPE_CHOICES]
+    assert DTYPE_CHOICES[0][1] == torch.float64  # the widget opens on the failure: a real cast
+
+
+@pytest.mark.parametrize("how", STORAGE_CHOICES)
+def test_demo_state_html_is_the_escaped_inventory_table(how):
+    html = demo_state_html(how, torch.float16)
+    assert html == text_html(format_inventory(demo_inventory(how, torch.float16)))
+    stat_line = next(line for line in html.splitlines() if line.startswith("stat "))
+    expected_dtype = "float32" if how == "plain attribute" else "float16"
+    assert stat_line.split()[4] == expected_dtype

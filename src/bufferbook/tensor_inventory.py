@@ -1,18 +1,23 @@
-"""A table of every tensor a module holds: parameters, buffers and plain tensor attributes.
+"""Chapter 1, "Buffers vs parameters": a table of every tensor a module holds.
 
-Chapter 1 ("Buffers vs parameters") builds this view; later chapters print it to show what
-`.to()`, `state_dict()` and the optimizer do and do not see.
+- `tensor_inventory`: one `TensorInfo` row per parameter, buffer and plain tensor attribute.
+- `format_inventory`: those rows as a text table that fits 80 columns (section 1.3).
+- `demo_module`, `demo_inventory`: the small module behind section 1.5's widget, its tensor
+  ``stat`` stored in one of `STORAGE_CHOICES`, then converted with ``.to(dtype)``.
+- `demo_state_html`: one state of that widget, the inventory as HTML (`DTYPE_CHOICES`).
+
+Exercise 1 prints the same table in a self-check, to show what `.to()` and `state_dict()` see.
 
     >>> import torch
     >>> from torch import nn
-    >>> print(format_inventory(tensor_inventory(nn.BatchNorm1d(3))))  # doctest: +NORMALIZE_WHITESPACE
-    name                 kind       persistent  in_state_dict  dtype    device  shape  requires_grad
-    -------------------  ---------  ----------  -------------  -------  ------  -----  -------------
-    weight               parameter  True        True           float32  cpu     (3,)   True
-    bias                 parameter  True        True           float32  cpu     (3,)   True
-    running_mean         buffer     True        True           float32  cpu     (3,)   False
-    running_var          buffer     True        True           float32  cpu     (3,)   False
-    num_batches_tracked  buffer     True        True           int64    cpu     ()     False
+    >>> print(format_inventory(tensor_inventory(nn.BatchNorm1d(3))))
+    name                 kind       persist  saved  dtype    device  shape  grad
+    -------------------  ---------  -------  -----  -------  ------  -----  -----
+    weight               parameter  True     True   float32  cpu     (3,)   True
+    bias                 parameter  True     True   float32  cpu     (3,)   True
+    running_mean         buffer     True     True   float32  cpu     (3,)   False
+    running_var          buffer     True     True   float32  cpu     (3,)   False
+    num_batches_tracked  buffer     True     True   int64    cpu     ()     False
 """
 from dataclasses import dataclass
 
@@ -24,7 +29,7 @@ KINDS = ("parameter", "buffer", "plain")
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor of a module, as `tensor_inventory` reports it (Chapter 1, section 1.2).
+    """One tensor of a module, as `tensor_inventory` reports it (Chapter 1, section 1.3).
 
     name           dotted name from the inspected module, e.g. ``"sub.running_mean"``
     kind           ``"parameter"``, ``"buffer"`` (registered) or ``"plain"`` (a tensor attribute
@@ -56,7 +61,7 @@ def _dotted(prefix, name):
 
 
 def tensor_inventory(module, recurse=True):
-    """List every tensor ``module`` holds, as `TensorInfo` rows (Chapter 1, section 1.2).
+    """List every tensor ``module`` holds, as `TensorInfo` rows (Chapter 1, section 1.3).
 
     Rows come in this order: parameters (as ``named_parameters()`` yields them), then buffers
     (as ``named_buffers()`` yields them), then plain tensor attributes (tensors in a module's
@@ -92,33 +97,54 @@ def _cell(value):
     return str(value)
 
 
-def format_inventory(rows):
-    """Render `TensorInfo` rows as a fixed-width text table (Chapter 1, section 1.2).
+# Table headers, short so that a table fits 80 columns: (TensorInfo field, header).
+COLUMNS = (
+    ("name", "name"),
+    ("kind", "kind"),
+    ("persistent", "persist"),    # what the module declares
+    ("in_state_dict", "saved"),   # observed: a key of state_dict(), what torch.save writes
+    ("dtype", "dtype"),
+    ("device", "device"),
+    ("shape", "shape"),
+    ("requires_grad", "grad"),
+)
 
-    Columns: name, kind, persistent, in_state_dict, dtype (without ``torch.``), device, shape,
-    requires_grad. Widths fit the longest entry; the same rows always give the same text.
-    An empty list gives the header and the line ``(no tensors)``.
+
+def format_inventory(rows):
+    """Render `TensorInfo` rows as a fixed-width text table (Chapter 1, section 1.3).
+
+    One column per `TensorInfo` field, with short headers (`COLUMNS`): ``persist`` is
+    ``persistent``, ``saved`` is ``in_state_dict``, ``grad`` is ``requires_grad``. dtypes are
+    shown without ``torch.``. Columns are two spaces apart and as wide as their longest entry,
+    so the tables of this book fit 80 columns; the same rows always give the same text. An
+    empty list gives the header and the line ``(no tensors)``.
     """
-    columns = ["name", "kind", "persistent", "in_state_dict", "dtype", "device", "shape",
-               "requires_grad"]
-    table = [[_cell(getattr(row, col)) for col in columns] for row in rows]
-    widths = [max([len(col)] + [len(line[i]) for line in table]) for i, col in enumerate(columns)]
+    headers = [header for _, header in COLUMNS]
+    table = [[_cell(getattr(row, field)) for field, _ in COLUMNS] for row in rows]
+    widths = [max([len(h)] + [len(line[i]) for line in table]) for i, h in enumerate(headers)]
 
     def render(cells):
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-    lines = [render(columns), render("-" * w for w in widths)]
+    lines = [render(headers), render("-" * w for w in widths)]
     lines += [render(line) for line in table] or ["(no tensors)"]
     return "\n".join(lines)
 
 
-# The widget of section 1.6: how the demo module stores its tensor `stat`.
+# The widget of section 1.5: how the demo module stores its tensor `stat` ...
 STORAGE_CHOICES = (
     "register_buffer",
     "register_buffer(persistent=False)",
     "nn.Buffer",
     "plain attribute",
     "nn.Parameter",
+)
+# ... and the dtype it is converted to, as (label, dtype) options of the widget's control.
+DTYPE_CHOICES = (
+    ("float64", torch.float64),
+    ("float16", torch.float16),
+    ("bfloat16", torch.bfloat16),
+    ("float32", torch.float32),
 )
 
 
@@ -144,13 +170,23 @@ class _Demo(nn.Module):
 
 
 def demo_module(how):
-    """Build the section-1.6 demo: ``linear`` (an ``nn.Linear(2, 2)``) and a tensor ``stat``
-    (zeros, float32) stored as ``how`` says, one of `STORAGE_CHOICES` (Chapter 1, section 1.6).
+    """Build the section-1.5 demo: ``linear`` (an ``nn.Linear(2, 2)``) and a tensor ``stat``
+    (zeros, float32) stored as ``how`` says, one of `STORAGE_CHOICES` (Chapter 1, section 1.5).
     Raises ValueError for any other ``how``."""
     return _Demo(how)
 
 
 def demo_inventory(how, dtype=torch.float64):
-    """What the section-1.6 widget shows: the inventory of ``demo_module(how)`` after
-    ``.to(dtype)`` (Chapter 1, section 1.6). Only a registered ``stat`` follows ``dtype``."""
+    """The rows behind one state of the section-1.5 widget: the inventory of
+    ``demo_module(how)`` after ``.to(dtype)`` (Chapter 1, section 1.5). Only a registered
+    ``stat`` follows ``dtype``."""
     return tensor_inventory(demo_module(how).to(dtype))
+
+
+def demo_state_html(how, dtype):
+    """One state of the section-1.5 widget, as HTML: ``format_inventory(demo_inventory(how,
+    dtype))`` in a ``<pre>`` block (Chapter 1, section 1.5). Pass it to
+    ``bufferbook.widget_states.state_picker`` as ``render``."""
+    from bufferbook.widget_states import text_html  # ipywidgets only where a widget is made
+
+    return text_html(format_inventory(demo_inventory(how, dtype)))
