@@ -33,7 +33,23 @@ def execute_in_place(path, timeout=600):
     finally:
         for cell in kept:
             cell.metadata["tags"].remove(KEEP)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merged_streams(cell.outputs)
     nbformat.write(nb, path)
+
+
+def merged_streams(outputs):
+    """One output per run of stdout (or stderr) text, however the kernel chunked it."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.output_type == "stream" and previous is not None
+                and previous.output_type == "stream" and previous.name == output.name):
+            previous.text += output.text
+        else:
+            merged.append(output)
+    return merged
 
 
 if __name__ == "__main__":
