@@ -1,26 +1,28 @@
-"""Chapter 5, "The CUDA timing lab": timing buffer updates correctly, on a GPU or without one.
+"""Chapter 5, "The CUDA timing lab": timing buffer updates, with or without a GPU.
 
-A CUDA kernel launch returns before the kernel has run, so a host clock read right after the
-call measures the launch, not the work. One idea per module; every public name is also
-importable from ``bufferbook.timing`` (the chapter, its exercise and the benchmark do that).
+A CUDA kernel launch returns before the kernel has run, so a host clock read
+right after the call measures the launch, not the work. One idea per module;
+every public name is also importable from ``bufferbook.timing`` (the chapter,
+its exercise and the benchmark script do that).
 
-| module | holds | section |
-|---|---|---|
-| `traffic` | bytes an update must move, achieved GB/s | 5.3 |
-| `device` | `SimulatedDevice`: an asynchronous device with virtual clocks | 5.1 |
-| `clocks` | one clock interface for the CPU, CUDA and the simulated device | 5.2 |
-| `timers` | the naive timer (the bug), the lab's `benchmark`, torch.utils.benchmark | 5.1-5.2 |
-| `kernels` | CUDA graphs and the profiler: launch-bound or kernel-bound | 5.5-5.7 |
-| `memory` | bytes allocated, CUDA peak memory, CPU page faults | 5.4 |
-| `updates` | `BufferUpdates` and the updates each experiment times | 5.3-5.6 |
-| `experiments` | those updates timed into rows | 5.3-5.6 |
-| `machine` | the CPU's last-level cache, and demo sizes beyond it | 5.3 |
-| `targets` | what the GPU cells and the benchmark expect, defined once | 5.2-5.8 |
-| `report` | run header (device, torch, date) and text tables | all |
-| `figures` | the bar charts | 5.2, 5.3 |
-| `widget` | section 5.7's sliders over the simulated device | 5.7 |
+| module      | holds                                              | section  |
+|-------------|----------------------------------------------------|----------|
+| traffic     | bytes an update must move, achieved GB/s           | 5.3      |
+| device      | SimulatedDevice: an asynchronous device, no GPU    | 5.1      |
+| clocks      | one clock interface: CPU, CUDA, simulated device   | 5.2      |
+| timers      | the naive timer (the bug), the lab's benchmark     | 5.1-5.2  |
+| kernels     | CUDA graphs and the profiler: launches vs kernels  | 5.5-5.7  |
+| memory      | bytes allocated, CUDA peak memory, page faults     | 5.4      |
+| updates     | BufferUpdates and the updates each section times   | 5.3-5.6  |
+| experiments | those updates timed into rows                      | 5.3-5.6  |
+| machine     | last-level cache, demo sizes, our share of the CPU | 5.2-5.4  |
+| targets     | what the GPU cells expect, defined once            | 5.2-5.8  |
+| report      | run header (device, torch, date), text tables      | all      |
+| figures     | the bar charts                                     | 5.2, 5.3 |
+| widget      | section 5.7's sliders over the simulated device    | 5.7      |
 
-Times are in seconds unless a name says ``_us``; bandwidth in GB/s with 1 GB = 10**9 bytes.
+Times are in seconds unless a name says ``_us``; bandwidth in GB/s, where
+1 GB = 10**9 bytes.
 """
 from bufferbook.timing.clocks import CudaClock, HostClock, clock, is_cuda
 from bufferbook.timing.device import SimEvent, SimGraph, SimKernel, SimulatedDevice
@@ -29,7 +31,7 @@ from bufferbook.timing.experiments import (bandwidth_rows, copy_ceiling_gbs, out
 from bufferbook.timing.figures import bandwidth_figure, timing_methods_figure
 from bufferbook.timing.kernels import (count_kernels, graph_replay, kernel_names, kernel_time_s,
                                        launch_bound_report)
-from bufferbook.timing.machine import (beyond_cache_numel, last_level_cache_bytes,
+from bufferbook.timing.machine import (beyond_cache_numel, cpu_share, last_level_cache_bytes,
                                        parse_cache_size)
 from bufferbook.timing.memory import allocated_bytes, minor_page_faults, peak_extra_bytes
 from bufferbook.timing.report import device_name, format_table, run_header
@@ -39,19 +41,20 @@ from bufferbook.timing.timers import (Timing, benchmark, benchmark_interleaved, 
 from bufferbook.timing.traffic import ACCESSES, achieved_gbs, bytes_moved
 from bufferbook.timing.updates import (BufferUpdates, buffer_update_ops, cpu_bandwidth_ops,
                                        indexed_update_ops, out_of_place_ops, small_buffer_ops)
-from bufferbook.timing.widget import (launch_bound_picker, simulated_timings, timings_alt,
-                                      timings_state_html)
+from bufferbook.timing.widget import (is_launch_bound, launch_bound_picker, simulated_timings,
+                                      timings_alt, timings_state_html)
 
 __all__ = [
     "ACCESSES", "BufferUpdates", "CudaClock", "HostClock", "SimEvent", "SimGraph", "SimKernel",
-    "SimulatedDevice", "TARGETS", "Timing", "achieved_gbs", "allocated_bytes", "bandwidth_figure",
-    "bandwidth_rows", "benchmark", "benchmark_interleaved", "beyond_cache_numel",
-    "buffer_update_ops", "bytes_moved", "clock", "compare_timers", "copy_ceiling_gbs",
-    "count_kernels", "cpu_bandwidth_ops", "device_name", "format_table", "graph_replay",
-    "indexed_update_ops", "is_cuda", "kernel_names", "kernel_time_s", "last_level_cache_bytes",
-    "launch_bound_picker", "launch_bound_report", "minor_page_faults", "naive_time",
-    "out_of_place_ops", "out_of_place_rows", "parse_cache_size", "peak_extra_bytes",
-    "run_header", "simulated_timings", "small_buffer_ops", "synchronized_time", "target_lines",
+    "SimulatedDevice", "TARGETS", "Timing", "achieved_gbs", "allocated_bytes",
+    "bandwidth_figure", "bandwidth_rows", "benchmark", "benchmark_interleaved",
+    "beyond_cache_numel", "buffer_update_ops", "bytes_moved", "clock", "compare_timers",
+    "copy_ceiling_gbs", "count_kernels", "cpu_bandwidth_ops", "cpu_share", "device_name",
+    "format_table", "graph_replay", "indexed_update_ops", "is_cuda", "is_launch_bound",
+    "kernel_names", "kernel_time_s", "last_level_cache_bytes", "launch_bound_picker",
+    "launch_bound_report", "minor_page_faults", "naive_time", "out_of_place_ops",
+    "out_of_place_rows", "parse_cache_size", "peak_extra_bytes", "run_header",
+    "simulated_timings", "small_buffer_ops", "synchronized_time", "target_lines",
     "timing_methods_figure", "timing_rows", "timings_alt", "timings_state_html",
     "torch_benchmark_median",
 ]

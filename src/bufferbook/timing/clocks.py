@@ -85,6 +85,6 @@ def clock(device=None):
 
 
 def is_cuda(device):
-    """True when ``device`` names a CUDA device (a SimulatedDevice is not one)."""
+    """Chapter 5, section 5.2: True when ``device`` names a CUDA device (not a SimulatedDevice)."""
     return not isinstance(device, SimulatedDevice) and device is not None and \
         torch.device(device).type == "cuda"

@@ -72,8 +72,10 @@ class SimulatedDevice:
         self._capture = None
 
     def __repr__(self):
-        return (f"SimulatedDevice(launch_us={self.launch_us:g}, bandwidth_gbs={self.bandwidth_gbs:g}, "
-                f"kernel_floor_us={self.kernel_floor_us:g}, first_launch_us={self.first_launch_us:g})")
+        first = f", first_launch_us={self.first_launch_us:g}" if self.first_launch_us else ""
+        return (f"SimulatedDevice(launch_us={self.launch_us:g}, "
+                f"bandwidth_gbs={self.bandwidth_gbs:g}, "
+                f"kernel_floor_us={self.kernel_floor_us:g}{first})")
 
     def kernel_us(self, nbytes):
         """How long a kernel moving ``nbytes`` runs on the device, in µs."""

@@ -1,12 +1,14 @@
-"""Chapter 5, sections 5.3-5.4: sizing a CPU measurement for the machine it runs on.
+"""Chapter 5, sections 5.2-5.4: the CPU the lab measures on: its cache, and our share of it.
 
 A bandwidth measurement means something only when its buffers are far larger than any cache:
-otherwise it measures the cache. These read the last-level cache of this CPU and size the CPU
-demos from it.
+otherwise it measures the cache. And on a machine shared with other jobs, the operating system
+pauses this process now and then: a wall clock counts those pauses too.
 
 - `last_level_cache_bytes`: the largest cache CPU 0 uses, from Linux's sysfs.
 - `beyond_cache_numel`: elements per buffer for a CPU demo that no cache can hold.
+- `cpu_share`: the share of wall time this process spent running while a function ran.
 """
+import time
 from pathlib import Path
 
 import torch
@@ -63,3 +65,14 @@ def beyond_cache_numel(dtype=torch.float32, multiple=2, cache_bytes=None):
         cache_bytes = last_level_cache_bytes() or FALLBACK_CACHE_BYTES
     nbytes = min(max(multiple * cache_bytes, MIN_DEMO_BYTES), MAX_DEMO_BYTES)
     return nbytes // torch.empty((), dtype=dtype).element_size()
+
+
+def cpu_share(fn):
+    """Chapter 5, section 5.2: ``(fn(), CPU seconds of this process / wall seconds)`` of a call.
+
+    Near 1 when the process ran all the time (one busy thread); well below 1 when other jobs
+    took turns on the cores, i.e. when a wall clock also counted time this process was paused.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, (time.process_time() - cpu) / (time.perf_counter() - wall)

@@ -8,7 +8,7 @@ Change a threshold here and every one of them follows.
 
 - The constants: one threshold each, named for what it bounds.
 - `TARGETS`: each threshold with its chapter section and a sentence saying what it means.
-- `target_lines`: those sentences, for printing and for the README.
+- `target_lines`: those sentences, for printing; `target_bullets`: for the README.
 """
 from dataclasses import dataclass
 
@@ -72,4 +72,10 @@ TARGETS = (
 def target_lines(benchmark_only=False):
     """Chapter 5: one line per target, ``"5.3  single-kernel updates ..."``."""
     return [f"{t.section}  {t.sentence()}" for t in TARGETS
+            if t.benchmark or not benchmark_only]
+
+
+def target_bullets(benchmark_only=True):
+    """Chapter 5: the Markdown bullets ``benchmarks/README.md`` quotes, one per target."""
+    return [f"- {t.sentence()} (section {t.section})" for t in TARGETS
             if t.benchmark or not benchmark_only]

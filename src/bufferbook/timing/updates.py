@@ -56,6 +56,11 @@ _UPDATES = {"copy_": "copy_", "add_": "add_", "add (out of place)": "add", "lerp
             "mul_ + add_": "mul_ + add_"}
 
 
+def _seeded_input(numel, device, dtype, seed):
+    gen = torch.Generator(device=device if device is not None else "cpu").manual_seed(seed)
+    return torch.rand(numel, dtype=dtype, device=device, generator=gen)
+
+
 def _useful_bytes(op, numel, dtype):
     # the EMA needs only the one-kernel lerp_ traffic; mul_ + add_'s extra traffic is overhead
     return bytes_moved("lerp_" if op == "mul_ + add_" else op, numel, dtype)
@@ -74,21 +79,24 @@ def buffer_update_ops(numel, device=None, dtype=torch.float32, weight=0.1, seed=
     return _real_update_ops(numel, device, dtype, weight, seed)
 
 
-def cpu_bandwidth_ops(numel, dtype=torch.float32, weight=0.1, seed=0):
+def cpu_bandwidth_ops(numel, dtype=torch.float32, weight=0.1, seed=0, module=None, x=None):
     """Chapter 5, section 5.3: `buffer_update_ops` on the CPU, plus ``mul_`` in place.
 
     ``mul_`` counts the same bytes as ``copy_`` (one read, one write per element) but writes
     the lines it has just read, where ``copy_`` writes another tensor: comparing the two shows
     what a write to memory outside the cache costs the CPU. All updates share one buffer, and
     ``copy_`` resets it each time, so its values stay bounded however often they run.
+    ``module`` (a `BufferUpdates`) and ``x`` default to new ones (``x`` seeded random).
     """
-    return _real_update_ops(numel, "cpu", dtype, weight, seed, with_scale=True)
+    return _real_update_ops(numel, "cpu", dtype, weight, seed, True, module, x)
 
 
-def _real_update_ops(numel, device, dtype, weight, seed, with_scale=False):
-    module = BufferUpdates(numel, dtype, device)
-    gen = torch.Generator(device=device if device is not None else "cpu").manual_seed(seed)
-    x = torch.rand(numel, dtype=dtype, device=device, generator=gen)
+def _real_update_ops(numel, device, dtype, weight, seed, with_scale=False, module=None,
+                     x=None):
+    if module is None:
+        module = BufferUpdates(numel, dtype, device)
+    if x is None:
+        x = _seeded_input(numel, device, dtype, seed)
     fns = {"copy_": lambda: module.copy_(x), "add_": lambda: module.add_(x),
            "add (out of place)": lambda: module.add_out_of_place(x),
            "lerp_": lambda: module.ema_lerp_(x, weight),
@@ -99,16 +107,18 @@ def _real_update_ops(numel, device, dtype, weight, seed, with_scale=False):
     return ops
 
 
-def out_of_place_ops(numel, device=None, dtype=torch.float32, seed=0):
+def out_of_place_ops(numel, device=None, dtype=torch.float32, seed=0, module=None, y=None):
     """Chapter 5, section 5.4: {name: callable}: three ways to add ``y`` to a buffer.
 
     ``buf.add_(y)`` writes the buffer in place; ``buf = buf + y`` allocates a new tensor each
     call and rebinds the name (chapter 2); ``torch.add(buf, y, out=spare)`` computes out of
-    place too, but into a tensor allocated once, before timing.
+    place too, but into a tensor allocated once, before timing (and returns it). ``module``
+    (a `BufferUpdates`) and ``y`` default to new ones (``y`` seeded random).
     """
-    module = BufferUpdates(numel, dtype, device)
-    gen = torch.Generator(device=device if device is not None else "cpu").manual_seed(seed)
-    y = torch.rand(numel, dtype=dtype, device=device, generator=gen)
+    if module is None:
+        module = BufferUpdates(numel, dtype, device)
+    if y is None:
+        y = _seeded_input(numel, device, dtype, seed)
     spare = torch.empty_like(module.buf)
     return {"buf.add_(y)": lambda: module.add_(y),
             "buf = buf + y": lambda: module.add_out_of_place(y),
