@@ -313,10 +313,13 @@ print(f"torch.utils.benchmark / lab timer: {tub_ratio:.2f}")
 print(f"this process ran on a CPU {share:.0%} of the wall time")
 
 # %% tags=["hide-input"]
-# Check: blocks never read much less than single calls; agree on a quiet machine
+# Check: blocks never read much less than single calls; they agree on a quiet
+# machine and read clearly more on a busy one
 assert tub_ratio > 0.6
 if share >= 0.9:
     assert tub_ratio < 1.6
+if share <= 0.6:
+    assert tub_ratio > 1.2
 
 # %% [markdown]
 # Whether they agree depends on the machine. The lab's timer times each call separately and
@@ -326,10 +329,10 @@ if share >= 0.9:
 # length, while most single calls fit between two pauses, so the median call leaves them
 # out. The last printed line says how much of the wall time this process actually ran:
 # near 100 %, the two agree up to noise; well below, `torch.utils.benchmark` reads more.
-# The hidden check asserts both: never much less, and within a factor 1.6 when the process
-# had the CPU to itself. Neither timer is wrong: one answers "how long does the op take", the
-# other "how long did it take on this busy machine". Report the machine's state with the
-# figure.
+# The hidden check asserts it: never much less; within a factor 1.6 when the process had
+# at least 90 % of a CPU; over 1.2 times more when it had 60 % or less. Neither timer is
+# wrong: one answers "how long does the op take", the other "how long did it take on this
+# busy machine". Report the machine's state with the figure.
 #
 # On a GPU, the same comparison on a kernel-bound `add_` (64M elements) and a small one
 # (1M elements). The cell asserts the section 5.2 expectations printed at the top.
@@ -458,7 +461,8 @@ assert 55 <= pct["mul_ + add_"] <= 65
 
 # %% [markdown]
 # In the model, every single-kernel update streams at the copy's rate, and the two-kernel
-# EMA reaches 60 %: 3/5, less a little for its second kernel's fixed cost.
+# EMA reaches 60.2 %: the predicted 3/5, give or take the model's small fixed cost per
+# kernel.
 #
 # Now this machine's CPU. A measurement of memory bandwidth means something only when the
 # buffers are far larger than any cache: otherwise it measures the cache. The demo reads
@@ -746,9 +750,9 @@ assert gpu_small["graph replay of the loop"] < gpu_small["python loop"]
 # A counting buffer in a data pipeline (how often each class or token was seen) is updated
 # by index. [Chapter 4](04_indexed_updates.ipynb) showed that both `index_add_` and
 # `index_put_(accumulate=True)` add every value, duplicates included. They are different
-# kernels: on CUDA, `index_put_(accumulate=True)` sorts the indices first (the GPU cell
-# below checks the profiler's kernel names for a sort), while `index_add_` adds in place
-# without sorting. `indexed_update_ops` builds both, each with random and with sorted
+# kernels: in torch's CUDA code, `index_put_(accumulate=True)` sorts the indices first
+# (`index_put_with_sort_kernel`; the GPU cell below checks the profiler's kernel names for
+# a sort), while `index_add_` adds in place without sorting. `indexed_update_ops` builds both, each with random and with sorted
 # indices (the same updates); the values are small integers, so every order gives exactly
 # the same sums.
 

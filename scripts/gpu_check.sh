@@ -68,8 +68,7 @@ PY
     python3 -c "import triton; print('triton', triton.__version__)" \
         || echo "triton: not importable (torch.compile cells will fail)"
     echo "C compiler: $(command -v cc || command -v gcc || echo none)"
-} >> "$SUMMARY" 2>&1
-cat "$SUMMARY"
+} 2>&1 | tee -a "$SUMMARY"
 
 # the chapters with requires-cuda cells (bufferbook.cuda_cells decides what is one)
 CHAPTERS=$(python3 - <<'PY'
