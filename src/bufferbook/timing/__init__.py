@@ -1,25 +1,25 @@
-"""Chapter 5, "The CUDA timing lab": timing buffer updates, with or without a GPU.
+"""Chapter 5, "The CUDA timing lab": timing buffer updates, GPU or not.
 
 A CUDA kernel launch returns before the kernel has run, so a host clock read
 right after the call measures the launch, not the work. One idea per module;
 every public name is also importable from ``bufferbook.timing`` (the chapter,
 its exercise and the benchmark script do that).
 
-| module      | holds                                              | section  |
-|-------------|----------------------------------------------------|----------|
-| traffic     | bytes an update must move, achieved GB/s           | 5.3      |
-| device      | SimulatedDevice: an asynchronous device, no GPU    | 5.1      |
-| clocks      | one clock interface: CPU, CUDA, simulated device   | 5.2      |
-| timers      | the naive timer (the bug), the lab's benchmark     | 5.1-5.2  |
-| kernels     | CUDA graphs and the profiler: launches vs kernels  | 5.5-5.7  |
-| memory      | bytes allocated, CUDA peak memory, page faults     | 5.4      |
-| updates     | BufferUpdates and the updates each section times   | 5.3-5.6  |
-| experiments | those updates timed into rows                      | 5.3-5.6  |
-| machine     | last-level cache, demo sizes, our share of the CPU | 5.2-5.4  |
-| targets     | what the GPU cells expect, defined once            | 5.2-5.8  |
-| report      | run header (device, torch, date), text tables      | all      |
-| figures     | the bar charts                                     | 5.2, 5.3 |
-| widget      | section 5.7's sliders over the simulated device    | 5.7      |
+| module      | holds                                           | section |
+|-------------|-------------------------------------------------|---------|
+| traffic     | bytes an update must move, achieved GB/s        | 5.3     |
+| device      | SimulatedDevice: an asynchronous device, no GPU | 5.1     |
+| clocks      | one clock interface: CPU, CUDA, simulated       | 5.2     |
+| timers      | the naive timer (the bug), the lab's benchmark  | 5.1-5.2 |
+| kernels     | CUDA graphs, the profiler: launches vs kernels  | 5.5-5.7 |
+| memory      | bytes allocated, CUDA peak memory, page faults  | 5.4     |
+| updates     | BufferUpdates and what each section times       | 5.3-5.6 |
+| experiments | those updates timed into rows                   | 5.3-5.6 |
+| machine     | last-level cache, demo sizes, our CPU share     | 5.2-5.4 |
+| targets     | what the GPU cells expect, defined once         | 5.2-5.8 |
+| report      | run header (device, torch, date), text tables   | all     |
+| figures     | the bar charts                                  | 5.2-5.3 |
+| widget      | section 5.7's sliders over the simulated device | 5.7     |
 
 Times are in seconds unless a name says ``_us``; bandwidth in GB/s, where
 1 GB = 10**9 bytes.
