@@ -95,7 +95,9 @@ def test_gpu_outputs_are_told_apart_from_the_note():
     from bufferbook.cuda_cells import has_gpu_output
     cell = nbformat.v4.new_code_cell("%%requires_cuda\n# x")
     assert not has_gpu_output(cell)  # never executed
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="NVIDIA H200: 4.2 TB/s\n")]
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="4.2 TB/s\n")]
+    assert not has_gpu_output(cell)  # stray output without the run header
+    cell.outputs[0].text = "Ran on CUDA: NVIDIA H200, torch 2.11.0, CUDA 12.8, 2026-12-01\n4.2\n"
     assert has_gpu_output(cell)
 
 
@@ -108,4 +110,6 @@ def test_with_cuda_reported_the_cell_runs_and_its_error_fails_the_cell():
     with pytest.raises(CellExecutionError) as info:
         NotebookClient(nb, kernel_name="python3").execute()
     assert "the CUDA cell above failed" in str(info.value)
-    assert "cell body ran" in "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    printed = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    assert printed.startswith("Ran on CUDA: unknown device, torch ")  # no real device here
+    assert "cell body ran" in printed

@@ -7,7 +7,8 @@ magic ``%%requires_cuda`` (loaded once per notebook with ``%load_ext bufferbook.
     # Bandwidth of each update on 1 GiB buffers, against the copy ceiling
     ...
 
-- With CUDA, the magic runs the cell as usual (an error in it fails the cell).
+- With CUDA, the magic first prints where and when the cell ran (``run_header``: device name,
+  torch and CUDA versions, date), then runs the cell as usual (an error in it fails the cell).
 - Without CUDA (Jupyter on a laptop, the CPU CI runner), it prints a note saying the cell needs
   a CUDA GPU and what it measures (the cell's first comment line), so *Run All* finishes.
 - Under pytest, nbval skips tagged cells without CUDA (``conftest.py``), so their committed
@@ -19,6 +20,7 @@ Used by chapters 2, 3 and 5 (section "Cells that need a GPU" of chapter 5 explai
 """
 CUDA_TAG = "requires-cuda"
 NOTE_PREFIX = "Needs a CUDA GPU"
+RUN_PREFIX = "Ran on CUDA:"
 
 
 def describe(cell_source):
@@ -36,6 +38,19 @@ def skip_note(cell_source):
             f"On a GPU it shows: {describe(cell_source)}.")
 
 
+def run_header():
+    """The first output line of a CUDA cell that ran: device, versions and date."""
+    import datetime
+
+    import torch
+    try:
+        device = torch.cuda.get_device_name()
+    except Exception:  # noqa: BLE001 - a header must never fail the cell
+        device = "unknown device"
+    return (f"{RUN_PREFIX} {device}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+            f"{datetime.date.today().isoformat()}")
+
+
 def requires_cuda(line, cell):
     """Cell magic ``%%requires_cuda``: run the cell with CUDA, else print ``skip_note``."""
     import torch
@@ -44,6 +59,7 @@ def requires_cuda(line, cell):
     if not torch.cuda.is_available():
         print(skip_note(cell))
         return
+    print(run_header())
     result = get_ipython().run_cell(cell, store_history=False)
     if not result.success:  # the traceback is shown above; fail this cell too
         raise RuntimeError("the CUDA cell above failed") from None
@@ -76,9 +92,10 @@ def cell_text(cell):
 def has_gpu_output(cell):
     """True when a ``requires-cuda`` cell holds outputs from a real GPU run.
 
-    An unexecuted cell, or one that holds only the note of a run without CUDA, has none.
+    Those start with ``run_header``'s line; an unexecuted cell, the note of a run without CUDA,
+    or stray outputs (e.g. left by a jupytext sync) do not.
     """
-    return bool(cell.get("outputs")) and not cell_text(cell).startswith(NOTE_PREFIX)
+    return cell_text(cell).startswith(RUN_PREFIX)
 
 
 def _join(text):
