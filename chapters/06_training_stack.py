@@ -41,7 +41,7 @@
 # `DistributedDataParallel` runs a copy in every process, mixed precision casts it, big models
 # are built on the meta device, `torch.compile` traces it, `torch.export` turns it into a graph
 # for deployment, an EMA teacher averages it, and checkpoints carry it between runs. Each layer
-# has its own rules for buffers, and most questions people ask about buffers come from there.
+# has its own rules for buffers, and many questions people ask about buffers come from there.
 # Every claim below is an executed check on the installed torch (2.13, CPU); torch's messages
 # are quoted exactly.
 
@@ -144,8 +144,7 @@ assert all(ddp[r]["queue"][s]["ptr"] == 3 for r, s in queue)
 # A queue, a per-rank counter or a per-rank cache registered as a buffer and wrapped with
 # `DistributedDataParallel(model)`: every forward replaces it with rank 0's copy, without
 # any error. **Fix:** `DistributedDataParallel(model, broadcast_buffers=False)`, and make
-# sure nothing else (BatchNorm) relied on the sync; or keep the state identical on all ranks
-# on purpose (for example by all-gathering the keys before enqueueing them).
+# sure nothing else in the model (BatchNorm) relied on the sync.
 # ```
 #
 # **The sync at wrap time.** DDP also broadcasts rank 0's state once, when you wrap the
@@ -287,8 +286,7 @@ assert "self._assign_modules_buffers()" in sync_source
 # ## 6.2 SyncBatchNorm, and what to do on a CPU
 #
 # `nn.SyncBatchNorm` computes batch statistics over the batches of *all* ranks, so every rank
-# normalises with, and stores, the same statistics. It is the usual answer to BatchNorm in
-# data-parallel training with small per-rank batches. On a CPU it refuses, twice:
+# normalises with, and stores, the same statistics. On a CPU it refuses, twice:
 
 # %%
 # SyncBatchNorm on a CPU: the two messages, from the same gloo run
@@ -380,9 +378,9 @@ assert dtypes == {"norm.running_mean": torch.bfloat16,
 
 # %% [markdown]
 # `Module.to(dtype)` casts every floating-point parameter *and buffer*; integer tensors such
-# as `num_batches_tracked` only move. For BatchNorm statistics bfloat16 is tolerable. For
-# `inv_freq` it is not: bfloat16 keeps 8 significant bits, so each frequency is off by up to
-# about 0.4 %, and the angle error grows with the position. The table below rounds the
+# as `num_batches_tracked` only move. For `inv_freq` the rounding is ruinous: bfloat16
+# keeps 8 significant bits, so each frequency is off by up to about 0.4 %, and the angle
+# error grows with the position. The table below rounds the
 # frequencies of a 128-dimensional head, then compares the angles with the exact float32
 # table. Calling `.float()` on the rounded buffer later does not bring the digits back.
 
@@ -527,7 +525,7 @@ assert "rotary.inv_freq" not in trained.state_dict()   # non-persistent
 # an uninitialized tensor (`torch.empty_like`), and `load_state_dict` wrote only the keys of
 # the state dict. A non-persistent buffer is not a key, so "All keys matched successfully"
 # is true and says nothing about it. Without the debugging switch the table would hold
-# arbitrary numbers instead of NaN, and the model would run.
+# whatever that memory held before, instead of NaN.
 #
 # `to_empty` empties tensors that already hold real values too. A proposal to skip tensors
 # already on the target device (pytorch/pytorch PR #148926) was closed; on the installed
@@ -607,7 +605,7 @@ Code(inspect.getsource(IntStepCounter) + "\n\n"
 # `count_compilations` reads torch's own counters (`torch._dynamo.utils.counters`) and the
 # guard failures Dynamo records, not timings. It uses the `eager` backend: Dynamo captures
 # the graph and decides on recompiling exactly as with the default backend, but skips code
-# generation, so this takes a second instead of a minute.
+# generation.
 
 # %%
 # graphs compiled over six calls, and the guard that failed each time
@@ -668,7 +666,7 @@ assert counter.steps == 10  # calls 9 and 10 ran, uncompiled
 # **In-place updates, compiled for real.** With the default backend (TorchInductor, which
 # generates C++ on a CPU and needs a C++ compiler), a compiled BatchNorm in training mode
 # updates its running statistics exactly as the uncompiled one does. This is the one
-# compilation in the chapter that generates code; it takes several seconds.
+# compilation in the chapter that generates code.
 
 # %%
 # compile a BatchNorm with the default backend; train both copies three steps
@@ -1079,7 +1077,7 @@ assert fresh.mean is None and "mean" in fresh._buffers
 # (a common way to "fix" the error, see pytorch/pytorch#33043) silently keeps `mean` at
 # `None`.
 #
-# ```{admonition} Pitfall: `strict=False` and an ignored return value
+# ```{admonition} Pitfall: strict=False and an ignored return value
 # :class: warning
 # `model.load_state_dict(ckpt, strict=False)` to get past one expected mismatch also hides
 # every unexpected one. **Fix:** check the result against the keys you expect to differ:
@@ -1378,14 +1376,14 @@ assert list(holder.state_dict()) == []
 #
 # | situation | what to write | why |
 # |---|---|---|
-# | rank-local state (queue, counter) under DDP | `DistributedDataParallel(model, broadcast_buffers=False)` | by default rank 0's buffers overwrite the others' at every forward |
+# | rank-local state (queue, counter) under DDP | `DDP(model, broadcast_buffers=False)` | by default rank 0's buffers overwrite the others' at every forward |
 # | evaluating or saving BatchNorm after DDP training | `broadcast_buffers_from(model, 0)` or `average_buffers(model)` in every rank, or `SyncBatchNorm` on GPUs | the ranks' statistics differ when training stops |
 # | BatchNorm across ranks on a CPU | plain BatchNorm plus the line above, or GroupNorm / LayerNorm | `SyncBatchNorm` refuses CPU tensors |
 # | low-precision training with float32 tables | `torch.autocast(...)` instead of `model.to(torch.bfloat16)` | autocast casts operations, not buffers |
 # | a table that must stay float32 when the model is cast | rebuild it after `_apply` (`RotaryTable`) | `.float()` cannot undo rounding |
 # | building on the meta device | after `to_empty`: load the checkpoint **and** init the non-persistent buffers | `to_empty` leaves memory unwritten; the checkpoint has no non-persistent keys |
-# | a counter in a compiled module | `self.register_buffer("step", torch.zeros((), dtype=torch.long))`, `self.step.add_(1)` | a Python int recompiles on every value, up to the limit of 8 |
-# | exporting a module with state | `torch.export.export(copy.deepcopy(model), args)`; look for `BUFFER_MUTATION` after `run_decompositions()` | the exported module shares your buffers |
+# | a counter in a compiled module | a `long` buffer updated in place: `self.step.add_(1)` | a Python int recompiles on every value, up to the limit of 8 |
+# | exporting a module with state | export a deep copy, `export(copy.deepcopy(m), args)`; look for `BUFFER_MUTATION` after `run_decompositions()` | the exported module shares your buffers |
 # | `grad` / `vmap` through BatchNorm | pass buffers in `functional_call(m, (params, buffers), x)`; `eval()` or `replace_all_batch_norm_modules_` for `vmap` | transforms refuse hidden in-place updates |
 # | an EMA or SWA model with BatchNorm | `use_buffers=True`, or `update_bn(loader, averaged)` before evaluating | by default the average borrows the live model's statistics |
 # | `load_state_dict(..., strict=False)` | check `result.missing_keys` and `result.unexpected_keys` | mismatches are returned, not raised |
