@@ -329,7 +329,7 @@ assert len(list(nn.BatchNorm1d(4).buffers())) == 3
 # model with `SyncBatchNorm` on two GPUs (`nccl`, one GPU per rank) and compares each rank's
 # `running_mean` with plain BatchNorm fed both ranks' batches in one process.
 
-# %% tags=["requires-cuda"]
+# %% tags=["requires-cuda", "nbval-ignore-output"]
 # %%requires_cuda
 # SyncBatchNorm on two GPUs, each rank's running_mean
 if torch.cuda.device_count() < 2:
@@ -1279,7 +1279,8 @@ assert norm.running_mean.grad is None and torch.equal(before, norm.running_mean)
 # **`.detach()` shares the version counter.** `buffer.detach()` is a view of the same memory
 # that also shares autograd's version counter, so `buffer.detach().add_(1)` bumps the
 # buffer's version. If autograd saved the buffer for backward, backward then fails
-# ([chapter 3](03_inplace_accumulation.ipynb) explains the version counter and its fixes).
+# (section 3.6 of [chapter 3](03_inplace_accumulation.ipynb) explains the version counter
+# and its fixes).
 
 # %%
 # the buffer is saved by a multiply; then updated through detach()
