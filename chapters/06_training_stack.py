@@ -88,7 +88,8 @@ print("torch", torch.__version__, "| Python", platform.python_version())
 # DDP keeps them in step another way: it copies rank 0's buffers over every other rank's.
 # That is right for BatchNorm statistics that should agree; it is wrong for state that is
 # meant to differ per rank, such as a queue of negative keys in contrastive learning (MoCo),
-# which each rank fills with its own keys.
+# which each rank fills with its own keys (a question MoCo reimplementations get, for
+# example bl0/moco#15).
 #
 # The cell below starts two processes on this CPU, joins them with the `gloo` backend, and
 # runs every experiment of sections 6.1 and 6.2 in both. The workers live in
@@ -250,7 +251,8 @@ assert (bn[0, "default"]["after_training"]
 # `broadcast_buffers_from(model, 0)` copies rank 0's buffers (what DDP's sync does), or
 # `average_buffers(model)` replaces each floating-point buffer by its mean over the ranks.
 # Both are ten-line helpers in `bufferbook.training_stack_ddp` built on `dist.broadcast` and
-# `dist.all_reduce`. `SyncBatchNorm` (section 6.2) avoids the drift in the first place.
+# `dist.all_reduce`; pytorch-image-models offers the same two choices in its `distribute_bn`
+# (huggingface/pytorch-image-models#110). `SyncBatchNorm` (section 6.2) avoids the drift in the first place.
 # ```
 #
 # **A buffer rebound in `forward`.** Some modules replace a buffer instead of updating it:
