@@ -117,14 +117,14 @@ Code(inspect.getsource(KeyQueue.forward), language="python")
 # ```
 
 # %%
-# each rank's queue after three steps, default DDP and broadcast_buffers=False
+# each rank's queue after three steps, per DDP setting
 for setting in ("default", "broadcast_buffers=False"):
     queues = [[int(v) for v in ddp[r]["queue"][setting]["queue"]]
               for r in (0, 1)]
     print(f"{setting:<24} rank 0: {queues[0]}   rank 1: {queues[1]}")
 
 # %% tags=["hide-input"]
-# Check: the default wipes rank 1's keys except the one written in the last step
+# Check: the default wipes rank 1's keys but the last one written
 queue = {(r, s): ddp[r]["queue"][s]["queue"] for r in (0, 1)
          for s in ("default", "broadcast_buffers=False")}
 assert queue[0, "default"] == [1.0, 2.0, 3.0, 0.0]
@@ -157,7 +157,7 @@ for setting, result in ddp[1]["init_sync"].items():
     print(f"{setting:<28} rank 0: {ddp[0]['init_sync'][setting]['tag']}"
           f"   rank 1: {result['tag']}")
 note = ddp[1]["init_sync"]["broadcast_buffers=False"]["warnings"][0]
-print("\nwarning for broadcast_buffers:\n" + textwrap.fill(note, 78))
+print("\nwarning for broadcast_buffers:\n" + textwrap.fill(note, 76))
 
 # %% tags=["hide-input"]
 # Check: only broadcast_buffers=False skips the wrap-time sync of buffers
@@ -171,11 +171,12 @@ assert [init[s][1]["forward_sync_buffers"] for s in init] == [
 assert init["default"][1]["warnings"] == []
 assert init["forward_sync_buffers=False"][1]["warnings"] == []
 assert note == (
-    "`broadcast_buffers` is deprecated. Use `forward_sync_buffers` instead. "
-    "IMPORTANT: unlike `broadcast_buffers=False`, `forward_sync_buffers=False` "
-    "still syncs buffers at init. If you rely on buffers NOT being synced at "
-    "init (e.g. rank-local buffers), keep using `broadcast_buffers=False` "
-    "until `init_sync_buffers` is available.")
+    "`broadcast_buffers` is deprecated. Use `forward_sync_buffers` "
+    "instead. IMPORTANT: unlike `broadcast_buffers=False`, "
+    "`forward_sync_buffers=False` still syncs buffers at init. If you "
+    "rely on buffers NOT being synced at init (e.g. rank-local buffers), "
+    "keep using `broadcast_buffers=False` until `init_sync_buffers` is "
+    "available.")
 assert torch.__version__ >= "2.13"  # the warning and forward_sync_buffers
 
 # %% [markdown]
@@ -199,14 +200,16 @@ assert torch.__version__ >= "2.13"  # the warning and forward_sync_buffers
 
 # %%
 # BatchNorm's running_mean on each rank, at four moments
-moments = ("after_training", "after_eval_forward", "broadcast_buffers_from",
-           "average_buffers")
+moments = {"after_training": "after training",
+           "after_eval_forward": "after an eval forward",
+           "broadcast_buffers_from": "broadcast_buffers_from",
+           "average_buffers": "average_buffers"}
 for setting in ("default", "broadcast_buffers=False"):
     print(setting)
-    for moment in moments:
-        means = [[round(v, 4) for v in ddp[r]["batchnorm"][setting][moment]]
+    for moment, label in moments.items():
+        means = [[round(v, 3) for v in ddp[r]["batchnorm"][setting][moment]]
                  for r in (0, 1)]
-        print(f"  {moment:<23} rank 0: {means[0]}  rank 1: {means[1]}")
+        print(f"  {label:<23} rank 0: {means[0]}  rank 1: {means[1]}")
 
 # %% tags=["hide-input"]
 # Check: the ranks differ after training, and each fix makes them agree
@@ -265,15 +268,16 @@ assert (bn[0, "default"]["after_training"]
 # the rebinding module, and what each rank saw at the start of each forward
 print(inspect.getsource(Rebinding.forward))
 for rank in (0, 1):
-    print(f"rank {rank}: total at the start of steps 1, 2, 3:",
-          ddp[rank]["rebound"]["seen"], "| after step 3:",
+    print(f"rank {rank}: total at the start of steps 1-3:",
+          ddp[rank]["rebound"]["seen"], "| after:",
           ddp[rank]["rebound"]["final"])
 
 # %% tags=["hide-input"]
-# Check: DDP broadcasts the rebound tensor (both ranks start each step equal)
-assert ddp[0]["rebound"]["seen"] == ddp[1]["rebound"]["seen"] == [0.0, 1.0, 2.0]
-assert ddp[0]["rebound"]["final"] == 3.0 and ddp[1]["rebound"]["final"] == 4.0
-assert ddp[0]["rebound"]["rebound"] and ddp[1]["rebound"]["rebound"]
+# Check: DDP broadcasts the rebound tensor (each step starts equal)
+rebound = [ddp[r]["rebound"] for r in (0, 1)]
+assert rebound[0]["seen"] == rebound[1]["seen"] == [0.0, 1.0, 2.0]
+assert [r["final"] for r in rebound] == [3.0, 4.0]
+assert rebound[0]["rebound"] and rebound[1]["rebound"]
 # the installed DDP re-reads the module's buffers before every sync
 DDP = nn.parallel.DistributedDataParallel
 sync_source = inspect.getsource(DDP._sync_buffers)
@@ -316,7 +320,8 @@ for rank in (0, 1):
 # %%
 # normalisation layers and the buffers they keep
 for layer in (nn.BatchNorm1d(4), nn.GroupNorm(2, 4), nn.LayerNorm(4)):
-    print(f"{type(layer).__name__:<12}", [n for n, _ in layer.named_buffers()])
+    names = [name for name, _ in layer.named_buffers()]
+    print(f"{type(layer).__name__:<12}", names)
 
 # %% tags=["hide-input"]
 # Check: GroupNorm and LayerNorm keep no buffers
@@ -339,7 +344,8 @@ if torch.cuda.device_count() < 2:
 else:
     gpu = run_two_ranks(syncbn_on_gpus, backend="nccl")
     for rank in (0, 1):
-        print(f"rank {rank}:", [round(v, 4) for v in gpu[rank]["running_mean"]])
+        mean = gpu[rank]["running_mean"]
+        print(f"rank {rank}:", [round(v, 4) for v in mean])
     print("one process, both ranks' batches:",
           [round(v, 4) for v in gpu[0]["one_process_reference"]])
     torch.testing.assert_close(torch.tensor(gpu[0]["running_mean"]),
@@ -395,14 +401,15 @@ print(format_rope_errors(rows))
 # %% tags=["hide-input"]
 # Check: errors grow with position; bfloat16 is worse than float16
 errors = {(r["dtype"], r["position"]): r for r in rows}
+positions = (128, 1024, 4096, 32768)
 for dtype in ("bfloat16", "float16"):
-    angle = [errors[dtype, p]["angle_error"] for p in (128, 1024, 4096, 32768)]
+    angle = [errors[dtype, p]["angle_error"] for p in positions]
     assert angle == sorted(angle) and angle[-1] > 100 * angle[0]
-for p in (128, 1024, 4096, 32768):
+for p in positions:
     assert (errors["bfloat16", p]["angle_error"]
             > errors["float16", p]["angle_error"])
-assert errors["bfloat16", 4096]["angle_error"] > 3.14   # more than half a turn
-assert errors["bfloat16", 4096]["cos_error"] > 1.0    # cos is meaningless there
+assert errors["bfloat16", 4096]["angle_error"] > 3.14  # over half a turn
+assert errors["bfloat16", 4096]["cos_error"] > 1.0  # cos is meaningless
 exact = NaiveRotary(128).inv_freq
 relative = ((exact.to(torch.bfloat16).float() - exact) / exact).abs().max()
 assert 2 ** -9 < relative <= 2 ** -8                  # "up to about 0.4 %"
@@ -439,7 +446,8 @@ print("inv_freq:", model.rotary.inv_freq.dtype, "| angles:", angles.dtype,
 # Check: autocast casts operations, not buffers
 with torch.autocast("cpu", dtype=torch.bfloat16):
     assert model.proj(torch.randn(2, 8)).dtype == torch.bfloat16
-assert all(b.dtype in (torch.float32, torch.int64) for b in model.buffers())
+assert all(b.dtype in (torch.float32, torch.int64)
+           for b in model.buffers())
 assert all(p.dtype == torch.float32 for p in model.parameters())
 torch.testing.assert_close(model.rotary.inv_freq, NaiveRotary(8).inv_freq,
                            rtol=0, atol=0)
@@ -472,7 +480,8 @@ for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(),
     table = cast(RotaryTable(8))
     assert table.inv_freq.dtype == torch.float32
     assert torch.equal(table.inv_freq, exact)
-assert model.norm.running_mean.dtype == torch.bfloat16  # the rest is still cast
+# the rest is still cast
+assert model.norm.running_mean.dtype == torch.bfloat16
 assert nn.RNNBase._apply is not nn.Module._apply  # torch overrides it too
 assert "self._init_flat_weights()" in inspect.getsource(nn.RNNBase._apply)
 
@@ -558,7 +567,7 @@ assert torch.isnan(table.inv_freq).all()
 # ```
 
 # %%
-# the fixes: RotaryTable rebuilds during to_empty; init_buffers for a new model
+# fixes: RotaryTable rebuilds in to_empty; init_buffers for a new model
 with torch.device("meta"):
     fresh = Encoder(dim=4, rotary=RotaryTable)
 with uninitialized_memory_as_nan():
@@ -578,7 +587,8 @@ print("running_var:", untrained.norm.running_var)
 reference = Encoder(dim=4, rotary=RotaryTable)
 assert torch.equal(fresh.rotary.inv_freq, reference.rotary.inv_freq)
 for name, buffer in fresh.named_buffers():
-    assert not buffer.is_floating_point() or not torch.isnan(buffer).any(), name
+    if buffer.is_floating_point():
+        assert not torch.isnan(buffer).any(), name
 for name, buffer in untrained.named_buffers():
     assert torch.equal(buffer, reference.get_buffer(name)), name
 
@@ -618,7 +628,7 @@ for guard in as_int.guards:
     print("   ", guard)
 print("buffer:    ", as_buffer.graphs, "graph; failed guards:",
       as_buffer.guards)
-print("\ntorch's hint:\n" + textwrap.fill(as_int.hint, 78))
+print("\ntorch's hint:\n" + textwrap.fill(as_int.hint, 76))
 
 # %% tags=["hide-input"]
 # Check: one graph per value of the int, one graph in all for the buffer
@@ -627,10 +637,11 @@ assert as_int.guards == [f"self.steps == {k}" for k in range(5)]
 assert as_buffer.graphs == 1 and as_buffer.guards == []
 assert not as_buffer.limit_hit
 assert as_int.hint == (
-    "torch.compile considers integer attributes of the nn.Module to be static. "
-    "If you are observing recompilation, you might want to make this integer "
-    "dynamic using torch._dynamo.config.allow_unspec_int_on_nn_module = True, "
-    "or convert this integer into a tensor.")
+    "torch.compile considers integer attributes of the nn.Module to be "
+    "static. If you are observing recompilation, you might want to make "
+    "this integer dynamic using "
+    "torch._dynamo.config.allow_unspec_int_on_nn_module = True, or "
+    "convert this integer into a tensor.")
 
 # %% [markdown]
 # Six graphs for the int: Dynamo treats integer attributes of a module as constants and
@@ -727,10 +738,11 @@ print("compiled:", two_calls(compiled_cache,
                              torch.compile(compiled_cache, backend="eager")))
 
 # %% tags=["hide-input"]
-# Check: the compiled module reads the rebound buffer (report #115774's [0, 1])
-assert torch.equal(eager_cache.cache, torch.tensor([0.0, 1.0]))
-assert torch.equal(compiled_cache.cache, torch.tensor([0.0, 1.0]))
-assert torch.equal(compiled_cache.get_buffer("cache"), torch.tensor([0.0, 1.0]))
+# Check: the compiled module reads the rebound buffer (#115774: [0, 1])
+expected = torch.tensor([0.0, 1.0])
+assert torch.equal(eager_cache.cache, expected)
+assert torch.equal(compiled_cache.cache, expected)
+assert torch.equal(compiled_cache.get_buffer("cache"), expected)
 # the report's own version, with cache as a plain tensor attribute
 class PlainCache(Cache):
     def __init__(self):
@@ -742,8 +754,8 @@ torch._dynamo.reset()
 plain = PlainCache()
 assert "cache" not in plain._buffers
 two_calls(plain, torch.compile(plain, backend="eager"))
-assert torch.equal(plain.cache, torch.tensor([0.0, 1.0]))
-# the buffer is an input of the captured graph (a placeholder), not a constant
+assert torch.equal(plain.cache, expected)
+# the buffer is an input of the captured graph (a placeholder)
 placeholders = []
 
 
@@ -754,7 +766,8 @@ def record(graph_module, example_inputs):
 
 
 torch._dynamo.reset()
-torch.compile(Cache(), backend=record)(torch.tensor([1.0]), torch.tensor([0]))
+recorded = torch.compile(Cache(), backend=record)
+recorded(torch.tensor([1.0]), torch.tensor([0]))
 assert placeholders == ["L_self_buffers_cache_", "L_pos_", "L_x_"]
 
 # %% [markdown]
@@ -812,18 +825,19 @@ for row in signature_rows(functional):
 
 # %% tags=["hide-input"]
 # Check: in place before decomposition, a BUFFER_MUTATION output after
-assert signature_rows(exported) == [
-    ("input", "BUFFER", "b_total", "total"), ("input", "USER_INPUT", "x", None),
+inputs = [("input", "BUFFER", "b_total", "total"),
+          ("input", "USER_INPUT", "x", None)]
+assert signature_rows(exported) == inputs + [
     ("output", "USER_OUTPUT", "mul", None)]
 assert "torch.ops.aten.add_.Tensor(b_total" in exported.graph_module.code
 assert exported.graph_signature.buffers_to_mutate == {}
-assert signature_rows(functional) == [
-    ("input", "BUFFER", "b_total", "total"), ("input", "USER_INPUT", "x", None),
+assert signature_rows(functional) == inputs + [
     ("output", "BUFFER_MUTATION", "add", "total"),
     ("output", "USER_OUTPUT", "mul", None)]
 assert functional.graph_signature.buffers_to_mutate == {"add": "total"}
 assert "add_" not in functional.graph_module.code
-assert original.total.item() == 0.0  # export traced; it did not run the update
+# export traced; it did not run the update
+assert original.total.item() == 0.0
 
 # %% [markdown]
 # Exporting traces with fake tensors, so it did not change `original.total`. Running the
@@ -836,7 +850,7 @@ runner(torch.ones(3))
 print("runner.total:", runner.total, "| original.total:", original.total)
 
 # %% tags=["hide-input"]
-# Check: the exported module shares its buffer with the module that was exported
+# Check: the exported module shares its buffer with the exported one
 assert runner.total.item() == 3.0 and original.total.item() == 3.0
 assert runner.total is original.total is exported.state_dict["total"]
 
@@ -852,7 +866,8 @@ assert runner.total is original.total is exported.state_dict["total"]
 # %% tags=["hide-input"]
 # Check: exporting a deep copy keeps the original's buffer out of it
 kept = Total()
-separate = torch.export.export(copy.deepcopy(kept), (torch.ones(3),)).module()
+separate = torch.export.export(copy.deepcopy(kept), (torch.ones(3),))
+separate = separate.module()
 separate(torch.ones(3))
 assert separate.total.item() == 3.0 and kept.total.item() == 0.0
 
@@ -877,10 +892,11 @@ def loss(params, x):
     return torch.func.functional_call(bn, params, (x,)).pow(2).mean()
 
 
-grad_message = error_message(torch.func.grad(loss), params, torch.randn(4, 3))
+x = torch.randn(4, 3)
+grad_message = error_message(torch.func.grad(loss), params, x)
 vmap_message = error_message(torch.func.vmap(bn), torch.randn(5, 4, 3))
-print("grad:", textwrap.fill(grad_message, 78), sep="\n")
-print("vmap:", textwrap.fill(vmap_message, 78), sep="\n")
+print("grad:", textwrap.fill(grad_message, 76), sep="\n")
+print("vmap:", textwrap.fill(vmap_message, 76), sep="\n")
 print("\nbn after both failures:", bn.running_mean,
       bn.num_batches_tracked.item())
 
@@ -890,8 +906,8 @@ assert grad_message == (
     "During a grad (vjp, jvp, grad, etc) transform, the function provided "
     "attempted to call in-place operation (aten::add_.Tensor) that would "
     "mutate a captured Tensor. This is not supported; please rewrite the "
-    "function being transformed to explicitly accept the mutated Tensor(s) "
-    "as inputs.")
+    "function being transformed to explicitly accept the mutated "
+    "Tensor(s) as inputs.")
 assert vmap_message == (
     "Batch norm got a batched tensor as input while the running_mean or "
     "running_var, which will be updated in place, were not batched.\n"
@@ -937,7 +953,8 @@ print("after replace_all_batch_norm_modules_:", dict(bn.named_buffers()),
 
 # %% tags=["hide-input"]
 # Check: the update went into the passed buffers; vmap works in both fixes
-assert buffers["num_batches_tracked"].item() == 2   # bn's 1, plus this batch
+# bn's 1, plus this batch
+assert buffers["num_batches_tracked"].item() == 2
 assert buffers["running_mean"].abs().sum() > 0
 assert per_sample.shape == (5, 4, 3)
 assert bn.track_running_stats is False and dict(bn.named_buffers()) == {}
@@ -983,7 +1000,7 @@ for flag, average in ema.items():
           stats.num_batches_tracked.item())
 
 # %% tags=["hide-input"]
-# Check: False copies the model's buffers; True averages them, counter included
+# Check: False copies the model's buffers; True averages them all
 stats = {flag: average.module[1] for flag, average in ema.items()}
 assert torch.equal(stats[False].running_mean, model[1].running_mean)
 assert stats[False].num_batches_tracked.item() == 3
@@ -992,7 +1009,10 @@ replay = net()
 for x in batches:
     replay(x)
     current = replay[1].running_mean.clone()
-    expected = current if expected is None else 0.5 * expected + 0.5 * current
+    if expected is None:
+        expected = current
+    else:
+        expected = 0.5 * expected + 0.5 * current
 torch.testing.assert_close(stats[True].running_mean, expected)
 assert not torch.allclose(stats[True].running_mean, model[1].running_mean)
 # an average of 1, 2, 3, truncated
@@ -1030,7 +1050,8 @@ print("after update_bn:", ema[False].module[1].running_mean,
 averaged = ema[False].module
 with torch.no_grad():
     means = [averaged[0](x).mean(0) for x in batches]
-torch.testing.assert_close(averaged[1].running_mean, torch.stack(means).mean(0))
+torch.testing.assert_close(averaged[1].running_mean,
+                           torch.stack(means).mean(0))
 assert averaged[1].num_batches_tracked.item() == 3
 assert averaged[1].momentum == 0.1  # update_bn restores the momentum
 
@@ -1058,7 +1079,8 @@ assert averaged[1].momentum == 0.1  # update_bn restores the momentum
 trained = LazyStats()
 trained(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
 checkpoint = trained.state_dict()
-print("trained:", dict(checkpoint), "| fresh:", dict(LazyStats().state_dict()))
+print("trained:", dict(checkpoint))
+print("fresh:  ", dict(LazyStats().state_dict()))
 message = error_message(LazyStats().load_state_dict, checkpoint)
 print(message)
 fresh = LazyStats()
@@ -1112,7 +1134,8 @@ print("dict comprehension:", target.load_state_dict(comprehension),
 
 # %% tags=["hide-input"]
 # Check: the version decides; without it the target keeps its own counter
-assert nn.BatchNorm1d._version == 2 and full._metadata[""] == {"version": 2}
+assert nn.BatchNorm1d._version == 2
+assert full._metadata[""] == {"version": 2}
 assert error_message(target.load_state_dict, with_metadata) == (
     "Error(s) in loading state_dict for BatchNorm1d:\n\t"
     'Missing key(s) in state_dict: "num_batches_tracked". ')
@@ -1153,7 +1176,8 @@ whole.seek(0)
 message = error_message(torch.load, whole)
 reason = next(line for line in message.splitlines()
               if "WeightsUnpickler" in line)
-print(textwrap.fill(reason.strip(), 78, break_long_words=False))
+print(textwrap.fill(reason.strip(), 76, break_long_words=False)
+      .replace("([", "(\n    ["))
 whole.seek(0)
 print("weights_only=False:", torch.load(whole, weights_only=False).inv_freq)
 
@@ -1163,13 +1187,14 @@ weights.seek(0)
 assert dict(torch.load(weights)) == {}
 name = "bufferbook.training_stack.NaiveRotary"
 assert reason.strip() == (
-    f"WeightsUnpickler error: Unsupported global: GLOBAL {name} was not an "
-    f"allowed global by default. Please use "
+    f"WeightsUnpickler error: Unsupported global: GLOBAL {name} was not "
+    f"an allowed global by default. Please use "
     f"`torch.serialization.add_safe_globals([{name}])` or the "
     f"`torch.serialization.safe_globals([{name}])` context manager to "
     f"allowlist this global if you trust this class/function.")
-assert ("In PyTorch 2.6, we changed the default value of the `weights_only` "
-        "argument in `torch.load` from `False` to `True`.") in message
+assert ("In PyTorch 2.6, we changed the default value of the "
+        "`weights_only` argument in `torch.load` from `False` to "
+        "`True`.") in message
 whole.seek(0)
 restored = torch.load(whole, weights_only=False)
 assert torch.equal(restored.inv_freq, model.inv_freq)
@@ -1205,7 +1230,7 @@ one_storage = (checkpoint["first.table"].data_ptr()
                == checkpoint["second.table"].data_ptr())
 print("state_dict:   ", list(checkpoint),
       "(one storage)" if one_storage else "(two storages)")
-checkpoint["first.table"] = torch.full((4,), 5.0)   # edit one of the two keys
+checkpoint["first.table"] = torch.full((4,), 5.0)  # edit one key
 shared.load_state_dict(checkpoint)
 print("after loading:", shared.first.table, shared.second.table)
 
@@ -1218,9 +1243,11 @@ assert shared.first.table is shared.second.table
 assert torch.equal(shared.first.table, torch.arange(4.0))
 file.seek(0)
 loaded = torch.load(file)
-assert loaded["first.table"].data_ptr() == loaded["second.table"].data_ptr()
-loaded["first.table"].fill_(5.0)              # in place: both keys see it
-assert str(shared.load_state_dict(loaded)) == "<All keys matched successfully>"
+first, second = loaded["first.table"], loaded["second.table"]
+assert first.data_ptr() == second.data_ptr()
+first.fill_(5.0)  # in place: both keys see it
+result = shared.load_state_dict(loaded)
+assert str(result) == "<All keys matched successfully>"
 assert torch.equal(shared.second.table, torch.full((4,), 5.0))
 
 # %% [markdown]
@@ -1274,8 +1301,10 @@ print("before step:", before, "\nafter step: ", norm.running_mean)
 
 # %% tags=["hide-input"]
 # Check: accepted silently, skipped by the step
-assert any(p is norm.running_mean for p in optimizer.param_groups[0]["params"])
-assert norm.running_mean.grad is None and torch.equal(before, norm.running_mean)
+group = optimizer.param_groups[0]["params"]
+assert any(p is norm.running_mean for p in group)
+assert norm.running_mean.grad is None
+assert torch.equal(before, norm.running_mean)
 
 # %% [markdown]
 # **`.detach()` shares the version counter.** `buffer.detach()` is a view of the same memory
@@ -1294,16 +1323,17 @@ version = scale.s._version
 scale.s.detach().add_(1)
 print("version before:", version, "| after detach().add_:", scale.s._version)
 message = error_message(y.backward)
-print(textwrap.fill(message, 78))
+print(textwrap.fill(message, 76))
 
 # %% tags=["hide-input"]
 # Check: detach() shares the version counter; exact message
 assert (version, scale.s._version) == (0, 1)
 assert message == (
-    "one of the variables needed for gradient computation has been modified "
-    "by an inplace operation: [torch.FloatTensor [2]] is at version 1; "
-    "expected version 0 instead. Hint: enable anomaly detection to find the "
-    "operation that failed to compute its gradient, with "
+    "one of the variables needed for gradient computation has been "
+    "modified by an inplace operation: [torch.FloatTensor [2]] is at "
+    "version 1; expected version 0 instead. Hint: enable anomaly "
+    "detection to find the operation that failed to compute its gradient, "
+    "with "
     "torch.autograd.set_detect_anomaly(True, check_nan=False).")
 
 # %% [markdown]
@@ -1326,8 +1356,9 @@ print("after assigning:", holder._buffers,
 # Check: del unregisters; a later assignment is a plain attribute
 assert holder._buffers == {} and list(holder.state_dict()) == []
 assert torch.equal(holder.mask, torch.zeros(3))
-assert error_message(getattr, nn.Module(), "mask", expected=AttributeError) == (
-    "'Module' object has no attribute 'mask'")
+missing = error_message(getattr, nn.Module(), "mask",
+                        expected=AttributeError)
+assert missing == "'Module' object has no attribute 'mask'"
 
 # %% [markdown]
 # ## 6.11 Reference: versions and exact messages
@@ -1352,7 +1383,8 @@ assert torch.__version__ >= "2.13"  # TorchVersion compares as a version
 assert torch.__version__ >= "2.6" and torch.__version__ >= "2.5"
 assert "forward_sync_buffers" in inspect.signature(
     nn.parallel.DistributedDataParallel).parameters
-assert ".. deprecated:: 2.13" in nn.parallel.DistributedDataParallel.__doc__
+DDP = nn.parallel.DistributedDataParallel
+assert ".. deprecated:: 2.13" in DDP.__doc__
 assert hasattr(nn, "Buffer")
 holder = nn.Module()
 holder.table = nn.Buffer(torch.ones(2), persistent=False)

@@ -49,15 +49,15 @@ class NaiveRotary(nn.Module):
 class RotaryTable(NaiveRotary):
     """Chapter 6, sections 6.3-6.4: a RoPE table that stays exact float32.
 
-    ``Module.to``, ``half``, ``bfloat16``, ``cuda`` and ``to_empty`` all go
-    through ``Module._apply``, which replaces every parameter and buffer. This
-    module lets that happen, then rebuilds ``inv_freq`` from ``dim`` and
-    ``base`` in float32 on the buffer's new device (`reset_buffers`).
-    ``nn.RNNBase`` overrides ``_apply`` the same way.
+    ``Module.to``, ``half``, ``bfloat16``, ``cuda`` and ``to_empty`` all
+    go through ``Module._apply``, which replaces every parameter and
+    buffer. This module lets that happen, then rebuilds ``inv_freq`` from
+    ``dim`` and ``base`` in float32 on the buffer's new device
+    (`reset_buffers`). ``nn.RNNBase`` overrides ``_apply`` too.
     """
 
     def reset_buffers(self):
-        """Recompute ``inv_freq``, float32, on its device: the buffer's init."""
+        """Recompute ``inv_freq`` in float32 on its device (its init)."""
         device = self.inv_freq.device
         self.inv_freq = rope_inv_freq(self.dim, self.base, device=device)
 

@@ -45,7 +45,7 @@ class IntStepCounter(nn.Module):
 
 
 class TensorStepCounter(nn.Module):
-    """Chapter 6, section 6.5: counts calls in a ``long`` buffer, in place."""
+    """Chapter 6, section 6.5: counts calls in a ``long`` buffer."""
 
     def __init__(self):
         super().__init__()

@@ -213,7 +213,7 @@ class Rebinding(nn.Module):
 
     def forward(self, x):
         self.seen.append(self.total.item())
-        self.total = self.total + dist.get_rank() + 1  # a new tensor each step
+        self.total = self.total + dist.get_rank() + 1  # a new tensor
         return self.lin(x)
 
 
