@@ -1321,17 +1321,17 @@ print("with the swap flag: weight",
 #
 # | Situation | What to write | Why |
 # |---|---|---|
-# | Reset or overwrite a buffer that others may hold (hooks, optimizers, trackers, a `state_dict`, CUDA graphs) | `buf.zero_()`, `buf.fill_(v)`, `buf.copy_(new)` under `torch.no_grad()` | Same object, same address: every holder sees it; dtype and device kept |
+# | Reset or overwrite a buffer that others may hold (hooks, optimizers, trackers, a `state_dict`, CUDA graphs) | `buf.zero_()`, `buf.fill_(v)`, `buf.copy_(new)` under `torch.no_grad()` | same object, same address: every holder sees it; dtype and device kept |
 # | A 0-dim buffer (a counter) | `count.zero_()`, `count.fill_(n)`, `count[...] = n` | `count[:]` needs a dimension |
-# | A new shape (grow a cache or a table) | `self.buf = new` | In place cannot resize; rebinding keeps registration and persistence; holders must fetch the new tensor |
-# | A buffer autograd saved for backward, updated before `backward()` | `self.buf = new` under `torch.no_grad()` if nothing else holds it; if something does, divide by a clone or update after `backward()` ([chapter 3](03_inplace_accumulation.ipynb)) | An in-place write bumps the version counter and `backward()` fails |
+# | A new shape (grow a cache or a table) | `self.buf = new` | in place cannot resize; rebinding keeps registration and persistence; holders must fetch the new tensor |
+# | A buffer autograd saved for backward, updated before `backward()` | `self.buf = new` under `torch.no_grad()` if nothing else holds it; if something does, divide by a clone or update after `backward()` ([chapter 3](03_inplace_accumulation.ipynb)) | an in-place write bumps the version counter and `backward()` fails |
 # | Re-registering a buffer | `register_buffer(name, new, persistent=False)` for a non-persistent one | `persistent` defaults to `True` |
-# | Loading a checkpoint | `model.load_state_dict(sd)` | Copies in place: objects, dtype and device kept |
-# | A model built on the `meta` device | `model.load_state_dict(sd, assign=True)` | The model takes the checkpoint's tensors (and shares them with `sd`) |
-# | Keeping a snapshot of the weights | `{k: v.clone() for k, v in model.state_dict().items()}` | A `state_dict` shares storage with the model |
+# | Loading a checkpoint | `model.load_state_dict(sd)` | copies in place: objects, dtype and device kept |
+# | A model built on the `meta` device | `model.load_state_dict(sd, assign=True)` | the model takes the checkpoint's tensors (and shares them with `sd`) |
+# | Keeping a snapshot of the weights | `{k: v.clone() for k, v in model.state_dict().items()}` | a `state_dict` shares storage with the model |
 # | A float64 model | `model.double()` or `model.to(torch.float64)` | `.type()` also casts integer, bool and complex buffers |
-# | Converting and handing out buffers | Convert first, then create hooks, trackers, graphs | Cast buffers are new objects (parameters are not) |
-# | A buffer read by a CUDA graph or `torch.compile(mode="reduce-overhead")` | Update in place | A raw graph reads the old tensor; graph trees record again |
+# | Converting and handing out buffers | convert first, then create hooks, trackers, graphs | cast buffers are new objects (parameters are not) |
+# | A buffer read by a CUDA graph or `torch.compile(mode="reduce-overhead")` | update in place | a raw graph reads the old tensor; graph trees record again |
 #
 # **Exercise:** [exercise 2](../exercises/ch02_replacement/ch02_replacement.ipynb) asks you to
 # reset buffers so that a hook sees it, load a checkpoint of another dtype, and grow a buffer

@@ -27,8 +27,9 @@
 # - why `eval()` stops nothing by itself, and `torch.no_grad()` stops no update;
 # - two autograd traps (a buffer that drags a graph along, an in-place write to a tensor
 #   autograd saved) and which fixes give the right gradient;
-# - where updates really are lost (`torch.inference_mode`, `nn.DataParallel` replicas,
-#   `torch.func.functional_call`), and when to update in place or rebind.
+# - what `torch.inference_mode` does to a buffer that is rebound in it, where updates really
+#   are lost (`nn.DataParallel` replicas, `torch.func.functional_call`), and when to update in
+#   place or rebind.
 #
 # **Prerequisites:** [chapter 1](01_buffers_vs_parameters.ipynb) (what `register_buffer`
 # stores), [chapter 2](02_full_replacement.ipynb) (writing into a buffer versus rebinding it),
@@ -1023,9 +1024,9 @@ assert inference_buffers == 0 and served.num_batches_tracked.item() == 2
 # buffers. Two tools do that: `nn.DataParallel` with several GPUs, and
 # `torch.func.functional_call`.
 #
-# | situation | in-place update (`lerp_`, `add_`) | rebinding (`self.buf = ...`) |
+# | Situation | In-place update (`lerp_`, `add_`) | Rebinding (`self.buf = ...`) |
 # |---|---|---|
-# | plain call `module(x)` | kept | kept |
+# | Plain call `module(x)` | kept | kept |
 # | `nn.DataParallel`, no GPU or one GPU | kept (the module itself is called) | kept |
 # | `nn.DataParallel`, 2+ GPUs | only replica 0's share of the batch is kept | lost |
 # | `functional_call(module, {name: t}, ...)` | goes into `t`, not the module | reaches neither the module nor `t`; replaces `t` in the dict you passed |
@@ -1280,23 +1281,23 @@ assert all(r._buffers is not kinds._buffers for r in replicas)
 #
 # | Situation | What to write | Why |
 # |---|---|---|
-# | keep a running mean of a batch statistic | `buf.lerp_(stat, m)` under `torch.no_grad()`, inside `if self.training:` | `add_` alone keeps a running sum (3.1); `lerp_` is `(1 - m) * buf + m * stat`, written into the buffer (3.2) |
-# | read an EMA buffer after few updates | divide by `1 - (1 - m)**k` | the initial value still weighs `(1 - m)**k`: 0.366 after 100 updates with `m = 0.01` (3.2) |
-# | average every batch equally | `momentum=None`: factor `1 / num_batches_tracked`, a `long` counter | BatchNorm's cumulative average (3.3) |
-# | freeze BatchNorm statistics while fine-tuning | `bn.eval()`, again after every `model.train()` | `no_grad()` and frozen weights stop no update (3.3) |
-# | your own module updates a buffer | `if self.training:` in `forward` | `eval()` only flips the flag (3.4) |
-# | the new value comes from activations | `torch.no_grad()` or `.detach()` | otherwise the buffer drags the graph: the 2nd `backward()` fails, `retain_graph=True` leaks (3.5) |
+# | Keep a running mean of a batch statistic | `buf.lerp_(stat, m)` under `torch.no_grad()`, inside `if self.training:` | `add_` alone keeps a running sum (3.1); `lerp_` is `(1 - m) * buf + m * stat`, written into the buffer (3.2) |
+# | Read an EMA buffer after few updates | divide by `1 - (1 - m)**k` | the initial value still weighs `(1 - m)**k`: 0.366 after 100 updates with `m = 0.01` (3.2) |
+# | Average every batch equally | `momentum=None`: factor `1 / num_batches_tracked`, a `long` counter | BatchNorm's cumulative average (3.3) |
+# | Freeze BatchNorm statistics while fine-tuning | `bn.eval()`, again after every `model.train()` | `no_grad()` and frozen weights stop no update (3.3) |
+# | Your own module updates a buffer | `if self.training:` in `forward` | `eval()` only flips the flag (3.4) |
+# | The new value comes from activations | `torch.no_grad()` or `.detach()` | otherwise the buffer drags the graph: the 2nd `backward()` fails, `retain_graph=True` leaks (3.5) |
 #
 # **In place or rebind: when to use which.** [Chapter 2](02_full_replacement.ipynb) says
 # *write into the buffer*; section 3.5 rebinds. Both are right, for different situations:
 #
 # | Situation | What to write | Why |
 # |---|---|---|
-# | something else holds the buffer: a hook, an optimizer, a list, a `state_dict()` taken earlier, a captured CUDA graph | in place: `copy_`, `lerp_`, `fill_`, `zero_`, under `torch.no_grad()` | rebinding gives the module a new tensor and the holders keep the old one ([chapter 2](02_full_replacement.ipynb); the earlier `state_dict()` in 3.6) |
-# | this `forward` saved the buffer for backward (`y / self.scale`) and updates it, and nothing else holds it | rebind under `torch.no_grad()`: `self.scale = (1 - m) * self.scale + m * stat` | an in-place write bumps the version counter and `backward()` fails, with or without `no_grad` (3.6) |
-# | both at once | divide by `self.scale.clone()` and update in place, or update in place after `backward()` | autograd saved the clone, or the buffer changes only after backward ran (3.6) |
-# | never | `self.scale.data.lerp_(...)` | no error, and a gradient computed with the new scale (3.6) |
-# | updates under `torch.inference_mode()` | in place, or `eval()` first | a rebound buffer becomes an inference tensor that training cannot save (3.7) |
+# | Something else holds the buffer: a hook, an optimizer, a list, a `state_dict()` taken earlier, a captured CUDA graph | in place: `copy_`, `lerp_`, `fill_`, `zero_`, under `torch.no_grad()` | rebinding gives the module a new tensor and the holders keep the old one ([chapter 2](02_full_replacement.ipynb); the earlier `state_dict()` in 3.6) |
+# | This `forward` saved the buffer for backward (`y / self.scale`) and updates it, and nothing else holds it | rebind under `torch.no_grad()`: `self.scale = (1 - m) * self.scale + m * stat` | an in-place write bumps the version counter and `backward()` fails, with or without `no_grad` (3.6) |
+# | Both at once | divide by `self.scale.clone()` and update in place, or update in place after `backward()` | autograd saved the clone, or the buffer changes only after backward ran (3.6) |
+# | Never | `self.scale.data.lerp_(...)` | no error, and a gradient computed with the new scale (3.6) |
+# | Updates under `torch.inference_mode()` | in place, or `eval()` first | a rebound buffer becomes an inference tensor that training cannot save (3.7) |
 # | `nn.DataParallel` on 2+ GPUs | in place, counters in buffers | only replica 0's in-place updates reach the module (3.8, 3.9) |
 # | `functional_call` with buffers you pass | read the updates from the tensors you passed | in-place updates land there, not in the module (3.8) |
 #

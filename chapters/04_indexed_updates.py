@@ -469,9 +469,9 @@ assert torch.equal(wrong.clone().index_fill_(0, torch.tensor([0, 1]), 0),
 #
 # ## 4.5 Integer buffers keep their dtype
 #
-# A counter in a data pipeline (tokens seen, samples drawn, optimizer steps)
-# passes sixteen million quickly. That is where a `float32` counter starts to
-# fail, which is why counts belong in a `long` buffer.
+# A counter in a data pipeline (tokens seen, samples drawn) passes sixteen
+# million quickly. That is where a `float32` counter starts to fail, which is
+# why counts belong in a `long` buffer.
 #
 # ```{admonition} Predict
 # :class: tip
