@@ -1227,6 +1227,7 @@ for (d, s, p), state in lab.states.items():
     for how in ("load_state_dict", "load_state_dict_assign"):
         assert (rows[how]["error"] is None) == (
             values["persistent"] and values["shape"] == (3,))
+        assert rows[how]["ignored"] == (not values["persistent"])
 
 # %% [markdown]
 # The rule the lab shows: **a holder sees the new value exactly when the module still has the
