@@ -232,7 +232,8 @@ print(f"weight the initial value still has, 0.99**100: {0.99 ** 100:.4f}")
 # `1 - m`, so after `k` updates the estimate is
 # `(1 - m)**k * initial + (1 - (1 - m)**k) * c` on a constant stream `c`. With `m = 0.01` and
 # `k = 100`, the initial value still weighs `0.99**100 = 0.366`: more than a third of the
-# estimate is the initial 0, and `2 * (1 - 0.366) = 1.268`.
+# weight sits on the initial 0, and the data gets only `1 - 0.366`, so the estimate is
+# `2 * (1 - 0.366) = 1.268`.
 #
 # ```{admonition} Pitfall: trusting an EMA buffer after a few updates
 # :class: warning
