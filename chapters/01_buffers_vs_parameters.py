@@ -620,7 +620,7 @@ assert DTYPE_CHOICES[0] == ("float64", torch.float64)
 # ```
 
 # %%
-# A reserved slot: the attribute exists, holds None, and is listed nowhere
+# A slot reserved with None, looked at before and after an assignment
 class LazyMask(nn.Module):
     def __init__(self):
         super().__init__()

@@ -253,7 +253,7 @@ class Scale(nn.Module):
 
 
 # %%
-# copy_ and buf[:] = write into the buffer's own memory
+# copy_ and buf[:] =, with a reference to the buffer taken before
 new = torch.tensor([2.0, 3.0, 4.0])
 for how in ("copy_", "buf[:] ="):
     m = Scale()
@@ -317,7 +317,7 @@ assert count.item() == 0
 # ```
 
 # %%
-# A state_dict shares storage with the buffers: in-place writes show up in it
+# A state_dict taken first, then an in-place update and a rebinding
 m = Scale()
 best = m.state_dict()                      # "the best model so far"
 with torch.no_grad():
@@ -396,7 +396,7 @@ assert torch.equal(x.grad, torch.ones(3))  # from the saved (old) scale
 # ```
 
 # %%
-# .data = keeps the object and swaps what is behind it
+# .data = on the buffer, with a reference taken before
 m = Scale()
 held, address = m.scale, m.scale.data_ptr()
 version = m.scale._version
@@ -437,7 +437,7 @@ assert held._version == version  # autograd's version counter: untouched
 # ```
 
 # %%
-# Rebinding: a new object under the same buffer name
+# Rebinding the buffer's name to a new tensor
 m = Scale()
 held = m.scale
 m.scale = torch.full((3,), 7.0)
@@ -492,7 +492,7 @@ assert "scale" not in m_param._buffers and "scale" in m_param._parameters
 # ```
 
 # %%
-# register_buffer again: a new object, and persistence back to the default
+# register_buffer again, over a non-persistent buffer
 m = nn.Module()
 m.register_buffer("cache", torch.zeros(3), persistent=False)
 held = m.cache
@@ -536,7 +536,7 @@ assert "cache" not in m.state_dict()
 # ```
 
 # %%
-# copy_ broadcasts and keeps the buffer's dtype; rebinding takes anything
+# copy_ of another shape and of another dtype; rebinding to a third kind
 buf = torch.zeros(2, 3)
 buf.copy_(torch.tensor([1.0, 2.0, 3.0]))           # (3,) broadcast to (2, 3)
 print(buf)
@@ -899,7 +899,7 @@ assert msg == ("masked_fill_ only supports boolean masks, but got mask with "
 # ```
 
 # %%
-# .half(): the parameter keeps its identity, the float buffer is a new object
+# An optimizer and three references first, then .half()
 torch.manual_seed(0)
 m = Mixed()
 weight, stat, count = m.weight, m.stat, m.count

@@ -710,7 +710,7 @@ for fixed in (RebindingScale(), DetachedScale()):
 # ```
 
 # %%
-# Every in-place operation bumps the version counter, under no_grad too
+# A tensor's version counter, before and after lerp_ under no_grad
 t = torch.ones(())
 print("version before:", t._version)
 with torch.no_grad():
@@ -941,8 +941,7 @@ assert stats.num_batches_tracked.item() == 2
 # ```
 
 # %%
-# A rebound buffer becomes an inference tensor; the next training forward
-# cannot save it for backward
+# RebindingScale run once under inference_mode, then a training step
 INFERENCE_SAVED = (
     "Inference tensors cannot be saved for backward. Please do not use "
     "Tensors created in inference mode in computation tracked by autograd. "
@@ -1165,7 +1164,7 @@ assert got == expected, f"expected {expected}"
 # ```
 
 # %%
-# functional_call: in-place updates land in the passed-in tensors
+# functional_call with clones of all buffers, then with running_mean only
 torch.manual_seed(5)
 x = torch.randn(8, 3)
 module = RunningStats(3)

@@ -600,7 +600,7 @@ assert counts.dtype == torch.long and counts.tolist() == [2, 2, 2, 2, 2]
 # ```
 
 # %%
-# Silent truncation toward zero: copy_, assignment, masked_fill_
+# Float values into long buffers: copy_, assignment, masked_fill_
 values = torch.tensor([1.9, -1.9, 2.5, -2.5, 0.4])
 copied = torch.zeros(5, dtype=torch.long).copy_(values)
 print("copy_:       ", copied)
