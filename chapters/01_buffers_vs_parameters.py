@@ -44,7 +44,7 @@
 # below. The checks sit in collapsed cells: expand one to see what it proves.
 
 # %% tags=["nbval-ignore-output"]
-# Imports for the whole chapter, and the versions this page was executed with
+# Imports for the whole chapter, and the versions this page was run with
 import copy
 import io
 import platform
@@ -60,7 +60,7 @@ from bufferbook.tensor_inventory import (DTYPE_CHOICES, STORAGE_CHOICES,
                                          format_inventory, tensor_inventory)
 from bufferbook.widget_states import shown_state, state_picker
 
-print(f"torch {torch.__version__}, Python {platform.python_version()}")
+print("torch", torch.__version__, "| Python", platform.python_version())
 
 # %% [markdown]
 # ## 1.1 A plain tensor attribute is left behind
@@ -101,7 +101,11 @@ except RuntimeError as error:
 # %% tags=["hide-input"]
 # Check: .double() converted the Linear layer, not the plain tensor, and
 # the forward call fails with exactly this message; .half() skips it too;
-# __setattr__ put the submodule in _modules, proj in the instance __dict__
+# __setattr__ put the submodule in _modules, proj in the instance __dict__;
+# .to(), .double() and .half() call Module._apply, which converts what is
+# in _parameters and _buffers
+import inspect
+
 assert plain.linear.weight.dtype == torch.float64
 assert plain.proj.dtype == torch.float32
 assert PlainProjector().half().proj.dtype == torch.float32
@@ -111,13 +115,18 @@ message = error_message(plain, torch.ones(1, 2, dtype=torch.float64),
                         expected=RuntimeError)
 assert message == ("expected m1 and m2 to have the same dtype, "
                    "but got: double != float")
+for method in (nn.Module.to, nn.Module.double, nn.Module.half):
+    assert "return self._apply(" in inspect.getsource(method)
+apply_source = inspect.getsource(nn.Module._apply)
+assert "for key, param in self._parameters.items():" in apply_source
+assert "for key, buf in self._buffers.items():" in apply_source
 
 # %% [markdown]
 # `.double()` converted the weights of `linear` but not `proj`, and the matrix product refused
 # to mix float64 with float32. The reason is in `nn.Module.__setattr__`: it files an
 # `nn.Parameter` in the module's `_parameters`, an `nn.Module` in `_modules`, and a tensor
-# whose name is already a buffer in `_buffers`. Any other tensor becomes an ordinary Python
-# attribute. Conversions such as `.to()`, `.double()` and `.half()` go through
+# whose name is already a buffer in `_buffers`. A plain tensor under a new name becomes an
+# ordinary Python attribute. Conversions such as `.to()`, `.double()` and `.half()` go through
 # `Module._apply`, which visits the tensors in `_parameters` and `_buffers` only.
 #
 # Devices work the same way: `.to(device)` moves the registered tensors and leaves the plain
@@ -466,8 +475,9 @@ print(target.load_state_dict(source.state_dict()))
 print("running_mean:", target.running_mean)
 
 # %% tags=["hide-input"]
-# Check: nothing missing, nothing unexpected, the saved value arrived; and
-# a persistent mask of another shape does make loading fail
+# Check: nothing missing, nothing unexpected, the saved value arrived; a
+# persistent mask of another shape does make loading fail, and makes the
+# checkpoint bigger
 result = WithCache().load_state_dict(source.state_dict())
 assert result.missing_keys == [] and result.unexpected_keys == []
 assert torch.equal(target.running_mean, torch.full((3,), 2.0))
@@ -486,6 +496,17 @@ message = error_message(Masked(16, True).load_state_dict,
 assert "size mismatch for mask" in message
 result = Masked(16, False).load_state_dict(Masked(8, False).state_dict())
 assert result.missing_keys == [] and result.unexpected_keys == []
+
+
+def checkpoint_bytes(module):
+    file = io.BytesIO()
+    torch.save(module.state_dict(), file)
+    return file.getbuffer().nbytes
+
+
+# a saved 256 x 256 float32 mask makes the checkpoint 256 KiB bigger
+assert (checkpoint_bytes(Masked(256, True))
+        > checkpoint_bytes(Masked(256, False)) + 256 * 256 * 4)
 
 # %% [markdown]
 # The declarative spelling takes the same flag: `self.cache = nn.Buffer(t, persistent=False)`.
@@ -599,7 +620,7 @@ assert DTYPE_CHOICES[0] == ("float64", torch.float64)
 # ```
 
 # %%
-# A reserved slot: the attribute exists, holds None, and is listed nowhere
+# A slot reserved with None, looked at before and after an assignment
 class LazyMask(nn.Module):
     def __init__(self):
         super().__init__()
@@ -732,6 +753,7 @@ print("bn.running_mean:        ", bn.running_mean)
 # Check: the shallow copy followed the update; keep_vars gives the objects
 assert torch.equal(shallow["running_mean"], bn.running_mean)
 assert bn.state_dict(keep_vars=True)["running_mean"] is bn.running_mean
+assert bn.state_dict(keep_vars=True)["weight"] is bn.weight
 
 # %% [markdown]
 # ```{admonition} Pitfall: keeping the best model with state_dict()
@@ -1009,11 +1031,13 @@ assert list(m.parameters()) == []
 # %% [markdown]
 # ### `nn.Buffer` is a marker read at assignment
 #
-# Two details differ from `register_buffer`. First, `nn.Buffer(t)` stores `t.detach()`: a new
-# tensor object that shares `t`'s memory, not `t` itself. Second, `nn.Buffer` is a marker read
-# at assignment: the module records the persistence, and the marker does not survive a
-# conversion such as `.double()`, which replaces the buffer's tensor (the buffer stays a
-# buffer all the same).
+# Three details differ from `register_buffer`. First, `nn.Buffer(t)` stores `t.detach()` with
+# `t`'s `requires_grad` flag set again: a new tensor object that shares `t`'s memory, not `t`
+# itself. Second, `nn.Buffer` is a marker read at assignment: the module records the
+# persistence, and the marker does not survive a conversion such as `.double()`, which
+# replaces the buffer's tensor (the buffer stays a buffer all the same). Third, `nn.Buffer()`
+# without a tensor holds an empty tensor, not `None`: it is no reserved slot (section 1.6) but
+# a buffer of shape `(0,)`, saved in `state_dict()`.
 
 # %% tags=["hide-input"]
 # nn.Buffer stores a detached alias; after .double() the marker is gone,
@@ -1039,6 +1063,18 @@ print("buffers():", [name for name, _ in m.named_buffers()],
 assert not isinstance(m.x, nn.Buffer)
 assert [name for name, _ in m.named_buffers()] == ["x"]
 assert list(m.state_dict()) == ["x"]
+# the requires_grad flag of t is kept (a plain t.detach() would drop it)
+flagged = nn.Buffer(torch.ones(2, requires_grad=True))
+assert flagged.requires_grad and flagged.is_leaf
+assert not torch.ones(2, requires_grad=True).detach().requires_grad
+
+
+# %% tags=["hide-input"]
+# nn.Buffer() without a tensor: an empty buffer, not a None slot
+m = nn.Module()
+m.slot = nn.Buffer()
+print("m.slot:", m.slot, "| state_dict():", list(m.state_dict()))
+assert m.slot.shape == (0,) and list(m.state_dict()) == ["slot"]
 
 # %% [markdown]
 # ### Bad registrations: the exact errors
@@ -1120,12 +1156,12 @@ assert message == ("cannot assign 'int' as buffer 'running_mean' "
 # | A tensor the optimizer must train | `self.name = nn.Parameter(t)` | only `parameters()` reach the optimizer |
 # | A fixed tensor as `self.name = torch.eye(2)` | register it instead | a plain attribute is not converted, moved or saved |
 # | Keeping the best weights so far | `copy.deepcopy(model.state_dict())` | `state_dict()` shares memory with the live module |
-# | Updating a buffer in `forward` | in place: `self.total.add_(s)` | the update persists and earlier references stay in step |
+# | Updating a buffer in `forward` | in place: `self.total.add_(s)` | the update persists and earlier references stay in step (a buffer that autograd saved for backward is the exception: [chapter 3](03_inplace_accumulation.ipynb)) |
 # | Reaching a submodule's buffer | `model.get_buffer("block.bn.running_mean")` | the same dotted names as `state_dict()` |
 #
 # `tensor_inventory` and `format_inventory` (in `bufferbook.tensor_inventory`) print this table
 # for any module of yours; exercise 1 uses them in a self-check.
 #
-# **Exercise.** [Exercise 1](../exercises/ch01_buffers/ch01_buffers.ipynb) asks you to register
+# **Exercise:** [exercise 1](../exercises/ch01_buffers/ch01_buffers.ipynb) asks you to register
 # the right tensors, take a real snapshot of a `state_dict`, and accumulate in a buffer in
 # place.

@@ -45,9 +45,9 @@
 # (a hook, an optimizer, a `state_dict`, a CUDA graph) only follows the first kind.
 
 # %% tags=["nbval-ignore-output"]
-# %load_ext bufferbook.cuda_cells
 # Imports for the whole chapter, and the versions this page was run with
-import sys
+# %load_ext bufferbook.cuda_cells
+import platform
 import textwrap
 
 import ipywidgets as widgets
@@ -61,7 +61,7 @@ from bufferbook.replacement import (LAB_DTYPES, LAB_PERSISTENCE, LAB_SHAPES,
                                     lab_html)
 from bufferbook.widget_states import state_picker
 
-print("torch", torch.__version__, "| Python", sys.version.split()[0])
+print("torch", torch.__version__, "| Python", platform.python_version())
 
 # %% [markdown]
 # ## 2.1 The "just assign" reset
@@ -253,7 +253,7 @@ class Scale(nn.Module):
 
 
 # %%
-# copy_ and buf[:] = write into the buffer's own memory
+# copy_ and buf[:] =, with a reference to the buffer taken before
 new = torch.tensor([2.0, 3.0, 4.0])
 for how in ("copy_", "buf[:] ="):
     m = Scale()
@@ -306,8 +306,8 @@ assert count.item() == 0
 # - **hooks and closures** (section 2.1);
 # - **optimizers and trackers** that were handed tensors: an optimizer keeps the parameter
 #   objects, and a metric or EMA helper may keep buffers the same way;
-# - **a `state_dict()` taken earlier**: its tensors are detached views of the module's
-#   tensors, so they share the storage (below);
+# - **a `state_dict()` taken earlier**: its tensors are detached tensors that share the
+#   module's storage (below);
 # - **CUDA graphs**, which read fixed addresses (section 2.8).
 #
 # ```{admonition} Predict
@@ -317,7 +317,7 @@ assert count.item() == 0
 # ```
 
 # %%
-# A state_dict shares storage with the buffers: in-place writes show up in it
+# A state_dict taken first, then an in-place update and a rebinding
 m = Scale()
 best = m.state_dict()                      # "the best model so far"
 with torch.no_grad():
@@ -356,9 +356,11 @@ assert torch.equal(best["scale"], torch.full((3,), 5.0))
 # In place is wrong in one case: autograd saved the buffer for the backward pass, and the
 # backward has not run yet (`x * self.scale` saves `self.scale` when `x` requires grad). Every
 # in-place write bumps the tensor's version counter, under `torch.no_grad()` too, and
-# `backward()` then refuses to run. There, rebinding (under `torch.no_grad()`) is right: the
-# saved tensor stays untouched. [Chapter 3](03_inplace_accumulation.ipynb) works through that
-# case in its section on updating a tensor saved for backward.
+# `backward()` then refuses to run (the collapsed cell below shows it). There, rebinding
+# (under `torch.no_grad()`) is right when nothing else holds the buffer: the saved tensor
+# stays untouched. [Chapter 3](03_inplace_accumulation.ipynb) works through that case in its
+# section on updating a tensor saved for backward, with two fixes for a buffer that is also
+# held elsewhere.
 
 # %% tags=["hide-input"]
 # Check: in place before backward breaks backward; rebinding does not
@@ -368,6 +370,7 @@ loss = m(x).sum()                          # saves m.scale for backward
 with torch.no_grad():
     m.scale.fill_(2.0)
 msg = error_message(loss.backward, expected=RuntimeError)
+print("fill_ before backward():", textwrap.fill(msg, 78), sep="\n")
 assert msg.startswith(
     "one of the variables needed for gradient computation has been modified by "
     "an inplace operation: [torch.FloatTensor [3]] is at version 1; expected "
@@ -377,6 +380,7 @@ loss = m(x).sum()
 with torch.no_grad():
     m.scale = torch.full((3,), 2.0)
 loss.backward()
+print("rebinding before backward(): x.grad =", x.grad)
 assert torch.equal(x.grad, torch.ones(3))  # from the saved (old) scale
 
 # %% [markdown]
@@ -392,7 +396,7 @@ assert torch.equal(x.grad, torch.ones(3))  # from the saved (old) scale
 # ```
 
 # %%
-# .data = keeps the object and swaps what is behind it
+# .data = on the buffer, with a reference taken before
 m = Scale()
 held, address = m.scale, m.scale.data_ptr()
 version = m.scale._version
@@ -433,7 +437,7 @@ assert held._version == version  # autograd's version counter: untouched
 # ```
 
 # %%
-# Rebinding: a new object under the same buffer name
+# Rebinding the buffer's name to a new tensor
 m = Scale()
 held = m.scale
 m.scale = torch.full((3,), 7.0)
@@ -479,8 +483,7 @@ assert "scale" not in m_none.state_dict()
 assert "scale" not in m_param._buffers and "scale" in m_param._parameters
 
 # %% [markdown]
-# Calling `register_buffer` again with the same name also puts a new object in place. But its
-# `persistent` argument defaults to `True`.
+# Calling `register_buffer` again with the same name also puts a new object in place.
 #
 # ```{admonition} Predict
 # :class: tip
@@ -489,7 +492,7 @@ assert "scale" not in m_param._buffers and "scale" in m_param._parameters
 # ```
 
 # %%
-# register_buffer again: a new object, and persistence back to the default
+# register_buffer again, over a non-persistent buffer
 m = nn.Module()
 m.register_buffer("cache", torch.zeros(3), persistent=False)
 held = m.cache
@@ -498,11 +501,17 @@ print("state_dict:", dict(m.state_dict()))
 print("held reference:", held)
 
 # %% tags=["hide-input"]
-# Check: a new object, and the buffer is persistent now
+# Check: a new object, and the buffer is persistent now; each call sets the
+# persistence again
 assert m.cache is not held and "cache" in m.state_dict()
 assert "cache" not in m._non_persistent_buffers_set
+m.register_buffer("cache", torch.ones(3), persistent=False)
+assert "cache" not in m.state_dict()
 
 # %% [markdown]
+# It is: `register_buffer` sets the buffer's persistence anew at every call, and its
+# `persistent` argument defaults to `True`.
+#
 # ```{admonition} Pitfall: re-registering a buffer without persistent=False
 # :class: warning
 # `self.register_buffer("cache", bigger)` in a method that grows a cache silently makes the
@@ -527,7 +536,7 @@ assert "cache" not in m._non_persistent_buffers_set
 # ```
 
 # %%
-# copy_ broadcasts and keeps the buffer's dtype; rebinding takes anything
+# copy_ of another shape and of another dtype; rebinding to a third kind
 buf = torch.zeros(2, 3)
 buf.copy_(torch.tensor([1.0, 2.0, 3.0]))           # (3,) broadcast to (2, 3)
 print(buf)
@@ -644,9 +653,9 @@ assert dst.running_mean.dtype == torch.float64
 # %% [markdown]
 # The default load keeps the module's tensors, their dtype and their device, so everything
 # that holds them sees the loaded values. `assign=True` makes the module hold the
-# checkpoint's own tensors, with the checkpoint's dtype. It exists for modules created on the
-# `meta` device, which have no memory to copy into (the default load into them is a no-op,
-# and torch warns so). Its catch:
+# checkpoint's own tensors, with the checkpoint's dtype. Its use is a module created on the
+# `meta` device, which has no memory to copy into: the default load into it is a no-op, and
+# torch's warning says so and suggests `assign=True`. Its catch:
 
 # %%
 # After assign=True, the module and the checkpoint dict share one tensor
@@ -671,9 +680,11 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     on_meta.load_state_dict(checkpoint)
 assert on_meta.running_mean.is_meta
-assert str(caught[0].message).startswith(
+assert str(caught[0].message) == (
     "for running_mean: copying from a non-meta parameter in the checkpoint to "
-    "a meta parameter in the current model, which is a no-op.")
+    "a meta parameter in the current model, which is a no-op. (Did you mean to "
+    "pass `assign=True` to assign items in the state dictionary to their "
+    "corresponding key in the module instead of copying them in place?)")
 on_meta.load_state_dict(checkpoint, assign=True)
 assert on_meta.running_mean is checkpoint["running_mean"]
 
@@ -697,15 +708,26 @@ dst.load_state_dict({"running_mean": torch.zeros(3),
 print("num_batches after loading 3.7:", dst.num_batches)
 msg_size = error_message(Stats(4).load_state_dict, checkpoint,
                          expected=RuntimeError)
-print(textwrap.fill(msg_size, 78))
+for line in msg_size.replace("\t", "  ").splitlines():
+    print(textwrap.fill(line, 78, subsequent_indent="  "))
 
 # %% tags=["hide-input"]
-# Check: truncation to 3 in int64, and the exact size-mismatch message
+# Check: truncation to 3 in int64, the exact size-mismatch message; a
+# value that copy_ would broadcast, shape (1,), is refused all the same
 assert dst.num_batches.dtype == torch.long and dst.num_batches.item() == 3
 assert msg_size == (
     "Error(s) in loading state_dict for Stats:\n\tsize mismatch for "
     "running_mean: copying a param with shape torch.Size([3]) from checkpoint, "
     "the shape in current model is torch.Size([4]).")
+msg_one = error_message(Stats().load_state_dict,
+                        {"running_mean": torch.zeros(1),
+                         "num_batches": torch.tensor(0)},
+                        expected=RuntimeError)
+assert msg_one == (
+    "Error(s) in loading state_dict for Stats:\n\tsize mismatch for "
+    "running_mean: copying a param with shape torch.Size([1]) from checkpoint, "
+    "the shape in current model is torch.Size([3]).")
+assert torch.zeros(3).copy_(torch.ones(1)).tolist() == [1.0, 1.0, 1.0]
 
 # %% [markdown]
 # A non-persistent buffer is not part of the `state_dict`. If an older version of the module
@@ -868,9 +890,7 @@ assert msg == ("masked_fill_ only supports boolean masks, but got mask with "
                "dtype double")
 
 # %% [markdown]
-# Which dtypes is half the story; which *objects* is the other. A buffer that a conversion
-# casts is replaced by a new tensor. Parameters are treated differently: by default torch
-# converts a parameter by swapping its `.data`, so the `Parameter` object survives.
+# Which dtypes is half the story; which *objects* is the other.
 #
 # ```{admonition} Predict
 # :class: tip
@@ -879,7 +899,7 @@ assert msg == ("masked_fill_ only supports boolean masks, but got mask with "
 # ```
 
 # %%
-# .half(): the parameter keeps its identity, the float buffer is a new object
+# An optimizer and three references first, then .half()
 torch.manual_seed(0)
 m = Mixed()
 weight, stat, count = m.weight, m.stat, m.count
@@ -908,6 +928,12 @@ m.to("meta")                      # a device move: new buffer objects too
 assert m.scale is not held and m.scale.is_meta
 
 # %% [markdown]
+# A buffer that a conversion casts is replaced by a new tensor, so the reference taken before
+# still holds the float32 `stat`. Parameters are treated differently: by default torch
+# converts a parameter by swapping its `.data`, so the `Parameter` object survives and the
+# optimizer holds the converted weight. Buffers that are not cast, like `count`, keep their
+# object.
+#
 # A conversion that changes nothing keeps the object, and a buffer registered *after* a
 # conversion is not converted: `.half()` is not a setting the module remembers.
 
@@ -1192,13 +1218,16 @@ for (d, s, p), state in lab.states.items():
         if how in IN_PLACE:        # same memory, float32, shape (3,)
             assert row["same_storage"]
             assert (row["dtype"], row["shape"]) == ("float32", (3,))
-    for how in ("data", "rebind", "register_buffer"):
+    for how in ("data", "rebind", "register_buffer"):  # taken as it is
         assert rows[how]["error"] is None
         assert rows[how]["shape"] == values["shape"]
+        assert rows[how]["dtype"] == str(values["dtype"]).removeprefix("torch.")
     assert rows["rebind"]["in_state_dict"] == values["persistent"]
     assert rows["register_buffer"]["in_state_dict"]
-    assert (rows["load_state_dict"]["error"] is None) == (
-        values["persistent"] and values["shape"] == (3,))
+    for how in ("load_state_dict", "load_state_dict_assign"):
+        assert (rows[how]["error"] is None) == (
+            values["persistent"] and values["shape"] == (3,))
+        assert rows[how]["ignored"] == (not values["persistent"])
 
 # %% [markdown]
 # The rule the lab shows: **a holder sees the new value exactly when the module still has the
@@ -1293,18 +1322,18 @@ print("with the swap flag: weight",
 #
 # | Situation | What to write | Why |
 # |---|---|---|
-# | Reset or overwrite a buffer that others may hold (hooks, optimizers, trackers, a `state_dict`, CUDA graphs) | `buf.zero_()`, `buf.fill_(v)`, `buf.copy_(new)` under `torch.no_grad()` | Same object, same address: every holder sees it; dtype and device kept |
+# | Reset or overwrite a buffer that others may hold (hooks, optimizers, trackers, a `state_dict`, CUDA graphs) | `buf.zero_()`, `buf.fill_(v)`, `buf.copy_(new)` under `torch.no_grad()` | same object, same address: every holder sees it; dtype and device kept |
 # | A 0-dim buffer (a counter) | `count.zero_()`, `count.fill_(n)`, `count[...] = n` | `count[:]` needs a dimension |
-# | A new shape (grow a cache or a table) | `self.buf = new` | In place cannot resize; rebinding keeps registration and persistence; holders must fetch the new tensor |
-# | A buffer autograd saved for backward, updated before `backward()` | `self.buf = new` under `torch.no_grad()` ([chapter 3](03_inplace_accumulation.ipynb)) | An in-place write bumps the version counter and `backward()` fails |
+# | A new shape (grow a cache or a table) | `self.buf = new` | in place cannot resize; rebinding keeps registration and persistence; holders must fetch the new tensor |
+# | A buffer autograd saved for backward, updated before `backward()` | `self.buf = new` under `torch.no_grad()` if nothing else holds it; if something does, divide by a clone or update after `backward()` ([chapter 3](03_inplace_accumulation.ipynb)) | an in-place write bumps the version counter and `backward()` fails |
 # | Re-registering a buffer | `register_buffer(name, new, persistent=False)` for a non-persistent one | `persistent` defaults to `True` |
-# | Loading a checkpoint | `model.load_state_dict(sd)` | Copies in place: objects, dtype and device kept |
-# | A model built on the `meta` device | `model.load_state_dict(sd, assign=True)` | The model takes the checkpoint's tensors (and shares them with `sd`) |
-# | Keeping a snapshot of the weights | `{k: v.clone() for k, v in model.state_dict().items()}` | A `state_dict` shares storage with the model |
+# | Loading a checkpoint | `model.load_state_dict(sd)` | copies in place: objects, dtype and device kept |
+# | A model built on the `meta` device | `model.load_state_dict(sd, assign=True)` | the model takes the checkpoint's tensors (and shares them with `sd`) |
+# | Keeping a snapshot of the weights | `{k: v.clone() for k, v in model.state_dict().items()}` | a `state_dict` shares storage with the model |
 # | A float64 model | `model.double()` or `model.to(torch.float64)` | `.type()` also casts integer, bool and complex buffers |
-# | Converting and handing out buffers | Convert first, then create hooks, trackers, graphs | Cast buffers are new objects (parameters are not) |
-# | A buffer read by a CUDA graph or `torch.compile(mode="reduce-overhead")` | Update in place | A raw graph reads the old tensor; graph trees record again |
+# | Converting and handing out buffers | convert first, then create hooks, trackers, graphs | cast buffers are new objects (parameters are not) |
+# | A buffer read by a CUDA graph or `torch.compile(mode="reduce-overhead")` | update in place | a raw graph reads the old tensor; graph trees record again |
 #
-# Practise it in [exercise 2](../exercises/ch02_replacement/ch02_replacement.ipynb): reset
-# buffers so a hook sees it, load a checkpoint of another dtype, and grow a buffer while
-# keeping it registered.
+# **Exercise:** [exercise 2](../exercises/ch02_replacement/ch02_replacement.ipynb) asks you to
+# reset buffers so that a hook sees it, load a checkpoint of another dtype, and grow a buffer
+# while keeping it registered.

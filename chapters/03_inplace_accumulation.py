@@ -27,8 +27,9 @@
 # - why `eval()` stops nothing by itself, and `torch.no_grad()` stops no update;
 # - two autograd traps (a buffer that drags a graph along, an in-place write to a tensor
 #   autograd saved) and which fixes give the right gradient;
-# - where updates really are lost (`torch.inference_mode`, `nn.DataParallel` replicas,
-#   `torch.func.functional_call`), and when to update in place or rebind.
+# - what `torch.inference_mode` does to a buffer that is rebound in it, where updates really
+#   are lost (`nn.DataParallel` replicas, `torch.func.functional_call`), and when to update in
+#   place or rebind.
 #
 # **Prerequisites:** [chapter 1](01_buffers_vs_parameters.ipynb) (what `register_buffer`
 # stores), [chapter 2](02_full_replacement.ipynb) (writing into a buffer versus rebinding it),
@@ -45,7 +46,7 @@
 # gradient computed with the wrong scale. This chapter runs each mistake and its fix.
 
 # %% tags=["nbval-ignore-output"]
-# imports for the whole chapter, and the versions this page was run with
+# Imports for the whole chapter, and the versions this page was run with
 # %load_ext bufferbook.cuda_cells
 import html
 import inspect
@@ -87,7 +88,7 @@ print("torch", torch.__version__, "| Python", platform.python_version())
 # ```
 
 # %%
-# the answer's module, as written
+# The answer's module, as written
 class CopiedTracker(nn.Module):
     def __init__(self):
         super().__init__()
@@ -131,11 +132,13 @@ assert tracker.state_dict()["running_mean"].item() == 6.0
 # `self.training` is true.
 # ```
 #
-# `Tensor.lerp_(end, weight)` computes exactly `self + weight * (end - self)`, which is that
-# weighted update. The corrected tracker:
+# `Tensor.lerp_(end, weight)` computes `self + weight * (end - self)`, which is that weighted
+# update. (For a weight of 0.5 or more torch evaluates the same value as
+# `end - (end - self) * (1 - weight)`, so that a weight of 1 gives exactly `end`.) The
+# corrected tracker:
 
 # %%
-# the corrected tracker: an exponential moving average, in place, outside
+# The corrected tracker: an exponential moving average, in place, outside
 # autograd, training only
 class EMATracker(nn.Module):
     def __init__(self, momentum=0.1):
@@ -187,9 +190,23 @@ print("formula:    ", expected)
 print("storage:", "same" if buf.data_ptr() == storage else "new")
 
 # %% tags=["hide-input"]
-# Check: lerp_ equals the formula and keeps the storage
+# Check: lerp_ equals the formula and keeps the storage; torch's two forms
+# of the formula (ATen/native/Lerp.h of the installed torch), and weight 1
+# giving exactly end where self + 1 * (end - self) does not always
+from pathlib import Path
+
 torch.testing.assert_close(buf, expected)
 assert buf.data_ptr() == storage
+lerp_h = Path(torch.__file__).parent / "include/ATen/native/Lerp.h"
+lerp_h = lerp_h.read_text()
+assert "return std::abs(weight) < scalar_t(0.5);" in lerp_h
+assert "? self + weight * (end - self)" in lerp_h
+assert ": end - (end - self) * (opmath_t(1) - weight);" in lerp_h
+generator = torch.Generator().manual_seed(0)
+a = torch.randn(10_000, generator=generator)
+b = 100 * torch.randn(10_000, generator=generator)
+assert torch.equal(a.clone().lerp_(b, 1.0), b)
+assert not torch.equal(a + 1.0 * (b - a), b)
 
 # %% [markdown]
 # ### The start-up bias
@@ -203,7 +220,7 @@ assert buf.data_ptr() == storage
 # ```
 
 # %%
-# a constant stream of 2.0; ema_trajectory gives the estimate after each
+# A constant stream of 2.0; ema_trajectory gives the estimate after each
 # step
 constant = torch.full((100,), 2.0, dtype=torch.float64)
 estimate = ema_trajectory(constant, 0.01)
@@ -215,7 +232,8 @@ print(f"weight the initial value still has, 0.99**100: {0.99 ** 100:.4f}")
 # `1 - m`, so after `k` updates the estimate is
 # `(1 - m)**k * initial + (1 - (1 - m)**k) * c` on a constant stream `c`. With `m = 0.01` and
 # `k = 100`, the initial value still weighs `0.99**100 = 0.366`: more than a third of the
-# estimate is the initial 0, and `2 * (1 - 0.366) = 1.268`.
+# weight sits on the initial 0, and the data gets only `1 - 0.366`, so the estimate is
+# `2 * (1 - 0.366) = 1.268`.
 #
 # ```{admonition} Pitfall: trusting an EMA buffer after a few updates
 # :class: warning
@@ -257,7 +275,7 @@ torch.testing.assert_close(estimate / (1 - 0.99 ** steps),
 # against the plain average of everything seen so far (thin line, `momentum=None`).
 
 # %% tags=["nbval-ignore-output"]
-# one figure per momentum, all drawn when this page was built
+# One figure per momentum, all drawn when this page was built
 momenta = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
 slider = widgets.SelectionSlider(options=momenta, value=0.1,
                                  description="momentum")
@@ -311,7 +329,7 @@ torch.testing.assert_close(ema_trajectory(xs, None),
 # ```
 
 # %%
-# one training step of BatchNorm1d (momentum 0.1), and the two candidates
+# One training step of BatchNorm1d (momentum 0.1), and the two candidates
 torch.manual_seed(1)
 bn = nn.BatchNorm1d(3)
 x = torch.randn(4, 3) * 2 + 1
@@ -355,8 +373,9 @@ assert torch.equal(fresh.running_mean, torch.zeros(3))
 assert torch.equal(fresh.running_var, torch.ones(3))
 
 # %% [markdown]
-# `num_batches_tracked` counts training batches. It is a `long` even when the momentum is a
-# float, because `momentum=None` needs an exact count.
+# `num_batches_tracked` counts training batches, in a `long`: an integer count does not round
+# ([chapter 4](04_indexed_updates.ipynb) shows a `float32` counter stalling at 16,777,216).
+# With `momentum=None` it sets the weight of each new batch.
 
 # %%
 # num_batches_tracked: a long that counts training batches
@@ -406,7 +425,7 @@ assert [update_factor(None, k) for k in (1, 2, 5)] == [1.0, 0.5, 0.2]
 # ```
 
 # %%
-# three ways people try to freeze BatchNorm statistics
+# Three ways people try to freeze BatchNorm statistics
 counts = {}
 bn.eval()
 bn(torch.randn(4, 3))
@@ -497,7 +516,7 @@ for momentum in (0.1, None):
 # ```
 
 # %%
-# a tracker without the training check, next to EMATracker, both in eval mode
+# A tracker without the training check, next to EMATracker, both in eval mode
 class UncheckedTracker(nn.Module):
     def __init__(self, momentum=0.1):
         super().__init__()
@@ -554,7 +573,7 @@ assert checked.running_mean.item() == 0.0
 # ```
 
 # %%
-# a scaler whose update rebinds the buffer to a value that carries grad
+# A scaler whose update rebinds the buffer to a value that carries grad
 class AbsMaxScale(nn.Module):
     """Divide by a running estimate of max|y|; subclasses update it."""
 
@@ -593,7 +612,7 @@ print("scale after step 1:", dragging.scale)
 # `backward()` already freed that graph's saved tensors:
 
 # %%
-# the second training step fails
+# The second training step fails
 GRAPH_FREED = (
     "Trying to backward through the graph a second time (or directly access "
     "saved tensors after they have already been freed). Saved intermediate "
@@ -643,7 +662,7 @@ assert all(g > 0 for g in growth) and len(set(growth)) == 1
 # ```
 
 # %%
-# fixed: the rebinding update under no_grad, or from a detached value
+# Fixed: the rebinding update under no_grad, or from a detached value
 class RebindingScale(AbsMaxScale):
     def update(self, y):
         m = self.momentum
@@ -691,7 +710,7 @@ for fixed in (RebindingScale(), DetachedScale()):
 # ```
 
 # %%
-# every in-place operation bumps the version counter, under no_grad too
+# A tensor's version counter, before and after lerp_ under no_grad
 t = torch.ones(())
 print("version before:", t._version)
 with torch.no_grad():
@@ -703,7 +722,7 @@ print("version after one lerp_ under no_grad:", t._version)
 # the next `backward()` fail:
 
 # %%
-# the in-place update under no_grad: backward refuses the modified saved
+# The in-place update under no_grad: backward refuses the modified saved
 # tensor
 class InPlaceScale(AbsMaxScale):
     def update(self, y):
@@ -742,7 +761,7 @@ assert not inplace.scale.requires_grad  # only the version check fails
 # - **update through `.data`**: `self.scale.data.lerp_(...)` bypasses the version counter.
 
 # %%
-# the candidates, and one training step with a fresh Linear
+# The candidates, and one training step with a fresh Linear
 class CloneScale(InPlaceScale):
     def forward(self, y):
         out = y / self.scale.clone()
@@ -784,7 +803,7 @@ def weight_grad(scaler, scale_before):
 # ```
 
 # %%
-# each candidate: gradient error, the module's scale, and the scale in
+# Each candidate: gradient error, the module's scale, and the scale in
 # the state_dict taken before the step
 candidates = [CloneScale(), DeferredScale(), RebindingScale(), DataScale()]
 rows = []
@@ -814,8 +833,12 @@ for name, error, now, before in rows:
 # `torch.no_grad()` if nothing else holds the buffer.
 # ```
 #
-# BatchNorm avoids the problem differently: in training it normalises with the batch
-# statistics, so the buffers it updates in place were never saved for backward.
+# BatchNorm updates its buffers in place in `forward` and gets away with it, for two reasons.
+# Its autograd node does save `running_mean` and `running_var`, but in training mode its
+# backward uses the batch statistics, not the running ones; and its update happens inside
+# torch's batch-norm kernel, which does not bump their version counters. An in-place write of
+# your own between BatchNorm's forward and `backward()`, such as `bn.reset_running_stats()`,
+# does bump them, and `backward()` then fails as it did for `InPlaceScale`.
 
 # %% tags=["hide-input"]
 # Check: clone, deferred and rebinding give the correct gradient, .data
@@ -841,6 +864,47 @@ assert [row[1] < 1e-6 for row in rows] == [True, True, True, False]
 assert [row[2] == row[3] for row in rows] == [True, True, False, True]
 assert rows[names.index("RebindingScale")][3] == 2.0
 
+
+# %% tags=["hide-input"]
+# Check: BatchNorm's autograd node saves running_mean and running_var (the
+# buffers' own storage); its update in forward leaves the version counter
+# alone, and its training-mode backward ignores the running values; a reset
+# between forward and backward bumps the counter and backward fails
+def bn_input_grad(bn, x, spoil):
+    """Gradient of x through a training step; spoil=True changes the saved
+    running statistics (through .data: no version bump) before backward."""
+    y = bn(x)
+    if spoil:
+        bn.running_mean.data.add_(100.0)
+        bn.running_var.data.mul_(10.0)
+    (grad,) = torch.autograd.grad(y.pow(3).sum(), x)
+    return grad
+
+
+torch.manual_seed(6)
+bn_saved = nn.BatchNorm1d(3)
+x = torch.randn(4, 3, requires_grad=True)
+version = bn_saved.running_mean._version
+y = bn_saved(x)
+saved = (y.grad_fn._saved_running_mean, y.grad_fn._saved_running_var)
+assert saved[0].data_ptr() == bn_saved.running_mean.data_ptr()
+assert saved[1].data_ptr() == bn_saved.running_var.data_ptr()
+assert not torch.equal(bn_saved.running_mean, torch.zeros(3))  # updated,
+assert bn_saved.running_mean._version == version  # and not bumped
+torch.testing.assert_close(bn_input_grad(bn_saved, x, spoil=False),
+                           bn_input_grad(bn_saved, x, spoil=True))
+y = bn_saved(x)
+version = bn_saved.running_mean._version
+bn_saved.reset_running_stats()
+msg = error_message(y.sum().backward, expected=RuntimeError)
+assert msg == (
+    "one of the variables needed for gradient computation has been "
+    "modified by an inplace operation: [torch.FloatTensor [3]] is at "
+    f"version {version + 1}; expected version {version} instead. Hint: "
+    "enable anomaly detection to find the operation that failed to "
+    "compute its gradient, with "
+    "torch.autograd.set_detect_anomaly(True, check_nan=False).")
+
 # %% [markdown]
 # ## 3.7 `torch.inference_mode`
 #
@@ -850,7 +914,7 @@ assert rows[names.index("RebindingScale")][3] == 2.0
 # (inference mode is not `eval()`), and the buffer stays a normal tensor.
 
 # %%
-# in-place updates of normal buffers inside inference_mode: they happen, and
+# In-place updates of normal buffers inside inference_mode: they happen, and
 # the buffers stay normal tensors
 torch.manual_seed(4)
 stats = RunningStats(3)  # training mode
@@ -877,8 +941,7 @@ assert stats.num_batches_tracked.item() == 2
 # ```
 
 # %%
-# a rebound buffer becomes an inference tensor; the next training forward
-# cannot save it for backward
+# RebindingScale run once under inference_mode, then a training step
 INFERENCE_SAVED = (
     "Inference tensors cannot be saved for backward. Please do not use "
     "Tensors created in inference mode in computation tracked by autograd. "
@@ -904,7 +967,7 @@ assert msg == INFERENCE_SAVED
 # buffers outside inference mode turns them back into normal tensors.
 
 # %%
-# buffers created under inference_mode: in-place updates outside it fail
+# Buffers created under inference_mode: in-place updates outside it fail
 INFERENCE_INPLACE = (
     "Inplace update to inference tensor outside InferenceMode is not "
     "allowed.You can make a clone to get a normal tensor before doing "
@@ -961,9 +1024,9 @@ assert inference_buffers == 0 and served.num_batches_tracked.item() == 2
 # buffers. Two tools do that: `nn.DataParallel` with several GPUs, and
 # `torch.func.functional_call`.
 #
-# | situation | in-place update (`lerp_`, `add_`) | rebinding (`self.buf = ...`) |
+# | Situation | In-place update (`lerp_`, `add_`) | Rebinding (`self.buf = ...`) |
 # |---|---|---|
-# | plain call `module(x)` | kept | kept |
+# | Plain call `module(x)` | kept | kept |
 # | `nn.DataParallel`, no GPU or one GPU | kept (the module itself is called) | kept |
 # | `nn.DataParallel`, 2+ GPUs | only replica 0's share of the batch is kept | lost |
 # | `functional_call(module, {name: t}, ...)` | goes into `t`, not the module | reaches neither the module nor `t`; replaces `t` in the dict you passed |
@@ -974,7 +1037,7 @@ assert inference_buffers == 0 and served.num_batches_tracked.item() == 2
 # rebinding another, and in a plain Python attribute that counts calls.
 
 # %%
-# three ways to record something in forward
+# Three ways to record something in forward
 class UpdateKinds(nn.Module):
     def __init__(self):
         super().__init__()
@@ -1065,7 +1128,7 @@ assert "replica._buffers = replica._buffers.copy()" in replica_src
 
 # %% tags=["requires-cuda", "nbval-ignore-output"]
 # %%requires_cuda
-# which of UpdateKinds' three updates DataParallel keeps
+# Which of UpdateKinds' three updates DataParallel keeps
 gpus = torch.cuda.device_count()
 kinds = UpdateKinds().cuda()
 parallel = nn.DataParallel(kinds)
@@ -1091,9 +1154,7 @@ assert got == expected, f"expected {expected}"
 # ### `torch.func.functional_call`
 #
 # `functional_call` runs a module with tensors you pass in place of its own: it is how a module
-# is combined with `torch.func.grad` or `vmap`, or run with another set of weights. Pass
-# buffers, and the in-place update goes into *your* tensors while the module's buffers stay as
-# they were. Buffers you do not pass are the module's own and are updated as usual.
+# is combined with `torch.func.grad` or `vmap`, or run with another set of weights.
 #
 # ```{admonition} Predict
 # :class: tip
@@ -1103,7 +1164,7 @@ assert got == expected, f"expected {expected}"
 # ```
 
 # %%
-# functional_call: in-place updates land in the passed-in tensors
+# functional_call with clones of all buffers, then with running_mean only
 torch.manual_seed(5)
 x = torch.randn(8, 3)
 module = RunningStats(3)
@@ -1132,6 +1193,11 @@ assert module.num_batches_tracked.item() == 1  # not passed the 2nd time
 assert torch.equal(module.running_mean, torch.zeros(3))
 
 # %% [markdown]
+# The passed `num_batches_tracked` became 1 and the module's stayed 0: the in-place update
+# went into *your* tensors, and the module's buffers stayed as they were. Buffers you do not
+# pass are the module's own and are updated as usual: after the second call, which passed
+# only `running_mean`, the module's count is 1.
+#
 # A rebinding update inside `functional_call` reaches neither the module nor the tensor you
 # passed. But `functional_call` writes whatever the name points to at the end of the call back
 # into the dictionary you passed, so the *dictionary entry* then holds the new tensor. Pass a
@@ -1139,7 +1205,7 @@ assert torch.equal(module.running_mean, torch.zeros(3))
 # lost altogether.
 
 # %%
-# a rebinding update and an in-place one, through functional_call
+# A rebinding update and an in-place one, through functional_call
 five = torch.full((4,), 5.0)
 for scaler in (RebindingScale(), InPlaceScale()):
     passed_scale = torch.ones(())
@@ -1180,7 +1246,7 @@ assert abs(passed_scale.item() - 1.4) < 1e-6
 # replica runs on its share of the batch, as `DataParallel` does in its threads.
 
 # %% tags=["hide-input"]
-# two replicas of UpdateKinds, each run on half of a batch of 16 ones
+# Two replicas of UpdateKinds, each run on half of a batch of 16 ones
 kinds = UpdateKinds()
 replicas = cpu_replicas(kinds, 2)
 for replica, chunk in zip(replicas, torch.ones(16, 1).chunk(2)):
@@ -1213,25 +1279,25 @@ assert all(r._buffers is not kinds._buffers for r in replicas)
 # %% [markdown]
 # ## Summary
 #
-# | situation | what to write | why |
+# | Situation | What to write | Why |
 # |---|---|---|
-# | keep a running mean of a batch statistic | `buf.lerp_(stat, m)` under `torch.no_grad()`, inside `if self.training:` | `add_` alone keeps a running sum (3.1); `lerp_` is `(1 - m) * buf + m * stat`, written into the buffer (3.2) |
-# | read an EMA buffer after few updates | divide by `1 - (1 - m)**k` | the initial value still weighs `(1 - m)**k`: 0.366 after 100 updates with `m = 0.01` (3.2) |
-# | average every batch equally | `momentum=None`: factor `1 / num_batches_tracked`, a `long` counter | BatchNorm's cumulative average (3.3) |
-# | freeze BatchNorm statistics while fine-tuning | `bn.eval()`, again after every `model.train()` | `no_grad()` and frozen weights stop no update (3.3) |
-# | your own module updates a buffer | `if self.training:` in `forward` | `eval()` only flips the flag (3.4) |
-# | the new value comes from activations | `torch.no_grad()` or `.detach()` | otherwise the buffer drags the graph: the 2nd `backward()` fails, `retain_graph=True` leaks (3.5) |
+# | Keep a running mean of a batch statistic | `buf.lerp_(stat, m)` under `torch.no_grad()`, inside `if self.training:` | `add_` alone keeps a running sum (3.1); `lerp_` is `(1 - m) * buf + m * stat`, written into the buffer (3.2) |
+# | Read an EMA buffer after few updates | divide by `1 - (1 - m)**k` | the initial value still weighs `(1 - m)**k`: 0.366 after 100 updates with `m = 0.01` (3.2) |
+# | Average every batch equally | `momentum=None`: factor `1 / num_batches_tracked`, a `long` counter | BatchNorm's cumulative average (3.3) |
+# | Freeze BatchNorm statistics while fine-tuning | `bn.eval()`, again after every `model.train()` | `no_grad()` and frozen weights stop no update (3.3) |
+# | Your own module updates a buffer | `if self.training:` in `forward` | `eval()` only flips the flag (3.4) |
+# | The new value comes from activations | `torch.no_grad()` or `.detach()` | otherwise the buffer drags the graph: the 2nd `backward()` fails, `retain_graph=True` leaks (3.5) |
 #
 # **In place or rebind: when to use which.** [Chapter 2](02_full_replacement.ipynb) says
 # *write into the buffer*; section 3.5 rebinds. Both are right, for different situations:
 #
-# | situation | what to write | why |
+# | Situation | What to write | Why |
 # |---|---|---|
-# | something else holds the buffer: a hook, an optimizer, a list, a `state_dict()` taken earlier, a captured CUDA graph | in place: `copy_`, `lerp_`, `fill_`, `zero_`, under `torch.no_grad()` | rebinding gives the module a new tensor and the holders keep the old one ([chapter 2](02_full_replacement.ipynb); the earlier `state_dict()` in 3.6) |
-# | this `forward` saved the buffer for backward (`y / self.scale`) and updates it, and nothing else holds it | rebind under `torch.no_grad()`: `self.scale = (1 - m) * self.scale + m * stat` | an in-place write bumps the version counter and `backward()` fails, with or without `no_grad` (3.6) |
-# | both at once | divide by `self.scale.clone()` and update in place, or update in place after `backward()` | autograd saved the clone, or the buffer changes only after backward ran (3.6) |
-# | never | `self.scale.data.lerp_(...)` | no error, and a gradient computed with the new scale (3.6) |
-# | updates under `torch.inference_mode()` | in place, or `eval()` first | a rebound buffer becomes an inference tensor that training cannot save (3.7) |
+# | Something else holds the buffer: a hook, an optimizer, a list, a `state_dict()` taken earlier, a captured CUDA graph | in place: `copy_`, `lerp_`, `fill_`, `zero_`, under `torch.no_grad()` | rebinding gives the module a new tensor and the holders keep the old one ([chapter 2](02_full_replacement.ipynb); the earlier `state_dict()` in 3.6) |
+# | This `forward` saved the buffer for backward (`y / self.scale`) and updates it, and nothing else holds it | rebind under `torch.no_grad()`: `self.scale = (1 - m) * self.scale + m * stat` | an in-place write bumps the version counter and `backward()` fails, with or without `no_grad` (3.6) |
+# | Both at once | divide by `self.scale.clone()` and update in place, or update in place after `backward()` | autograd saved the clone, or the buffer changes only after backward ran (3.6) |
+# | Never | `self.scale.data.lerp_(...)` | no error, and a gradient computed with the new scale (3.6) |
+# | Updates under `torch.inference_mode()` | in place, or `eval()` first | a rebound buffer becomes an inference tensor that training cannot save (3.7) |
 # | `nn.DataParallel` on 2+ GPUs | in place, counters in buffers | only replica 0's in-place updates reach the module (3.8, 3.9) |
 # | `functional_call` with buffers you pass | read the updates from the tensors you passed | in-place updates land there, not in the module (3.8) |
 #

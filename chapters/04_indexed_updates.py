@@ -45,7 +45,7 @@
 # `idx` names a slot twice. Nothing raises: the counts are just too small.
 
 # %% tags=["nbval-ignore-output"]
-# Imports for the whole chapter, and the versions this page was run with.
+# Imports for the whole chapter, and the versions this page was run with
 import collections
 import inspect
 import platform
@@ -80,7 +80,7 @@ print("torch", torch.__version__, "| Python", platform.python_version())
 # ```
 
 # %%
-# The obvious counting line, on a batch where id 3 appears twice.
+# The obvious counting line, on a batch where id 3 appears twice
 counts = torch.zeros(5, dtype=torch.long)
 ids = torch.tensor([1, 3, 3, 0])
 counts[ids] += 1
@@ -88,7 +88,7 @@ print("ids:   ", ids)
 print("counts:", counts)
 
 # %% tags=["hide-input"]
-# Check: id 3 occurs twice but was counted once; 4 ids give a total of 3.
+# Check: id 3 occurs twice but was counted once; 4 ids give a total of 3
 assert ids.tolist().count(3) == 2
 assert counts[3].item() == 1
 assert counts.sum().item() == 3 < len(ids)
@@ -99,7 +99,7 @@ assert counts.sum().item() == 3 < len(ids)
 # it is meant to replace:
 
 # %%
-# The doubling variant next to the loop it replaces.
+# The doubling variant next to the loop it replaces
 table = torch.ones(5)
 table[ids] = table[ids] * 2
 loop = [1.0] * 5
@@ -109,7 +109,7 @@ print("table[ids] = table[ids] * 2:", table.tolist())
 print("Python loop:                ", loop)
 
 # %% tags=["hide-input"]
-# Check: the tensor version doubles slot 3 once, the loop twice.
+# Check: the tensor version doubles slot 3 once, the loop twice
 assert table[3].item() == 2.0 and loop[3] == 4.0
 assert table.tolist() != loop
 
@@ -121,7 +121,7 @@ assert table.tolist() != loop
 # three steps by hand:
 
 # %%
-# The three steps behind `counts[ids] += 1`, done by hand.
+# The three steps behind `counts[ids] += 1`, done by hand
 by_hand = torch.zeros(5, dtype=torch.long)
 gathered = by_hand[ids]       # a copy: one entry per occurrence
 gathered += 1                 # changes the copy only
@@ -130,7 +130,7 @@ by_hand[ids] = gathered       # put back: slot 3 is written twice, with 1
 print("after the put:", by_hand)
 
 # %% tags=["hide-input"]
-# Check: the copy changed, the buffer did not; the put gives the += result.
+# Check: the copy changed, the buffer did not; the put gives the += result
 fresh = torch.zeros(5, dtype=torch.long)
 copy_of_fresh = fresh[ids]
 copy_of_fresh += 1
@@ -144,7 +144,7 @@ assert torch.equal(by_hand, counts)
 # still leave each slot at 1.
 
 # %%
-# 100,000 random ids into 4 slots, with += and with torch.bincount.
+# 100,000 random ids into 4 slots, with += and with torch.bincount
 torch.manual_seed(0)
 many = torch.randint(0, 4, (100_000,))
 buf = torch.zeros(4, dtype=torch.long)
@@ -153,7 +153,7 @@ print("buf[many] += 1:", buf.tolist())
 print("bincount:      ", torch.bincount(many, minlength=4).tolist())
 
 # %% tags=["hide-input"]
-# Check: every slot ends at 1, while the ids really number 100,000.
+# Check: every slot ends at 1, while the ids really number 100,000
 assert buf.tolist() == [1, 1, 1, 1]
 assert torch.bincount(many, minlength=4).sum().item() == 100_000
 
@@ -163,21 +163,21 @@ assert torch.bincount(many, minlength=4).sum().item() == 100_000
 # calls, says so:
 
 # %%
-# What torch's documentation promises about duplicate indices.
+# What torch's documentation promises about duplicate indices
 doc = " ".join(torch.Tensor.index_put_.__doc__.split())
 for sentence in doc.split(". "):
     if "equivalent" in sentence or "undefined" in sentence:
         print(textwrap.fill(sentence.rstrip(".") + ".", 78))
 
 # %% tags=["nbval-ignore-output"]
-# Slot 3 is written twice, with 20 and with 30: one of them wins.
+# Slot 3 is written twice, with 20 and with 30: one of them wins
 buf = torch.zeros(5, dtype=torch.long)
 buf[ids] = torch.tensor([10, 20, 30, 40])
 print(buf)
 
 # %% tags=["hide-input"]
 # Check: torch's docstring says both sentences quoted above; slot 3 holds one
-# of its two candidates (which one is not promised), the others are exact.
+# of its two candidates (which one is not promised), the others are exact
 assert ("The expression ``tensor.index_put_(indices, values)`` is equivalent "
         "to ``tensor[indices] = values``.") in doc
 assert ("If accumulate is ``False``, the behavior is undefined if indices "
@@ -210,7 +210,7 @@ assert buf[[0, 1, 2, 4]].tolist() == [40, 10, 0, 0]
 # ```
 
 # %%
-# Three accumulating updates on fresh zero buffers, and bincount.
+# Three accumulating updates on fresh zero buffers, and bincount
 ones = torch.ones(len(ids), dtype=torch.long)
 via_index_add = torch.zeros(5, dtype=torch.long).index_add_(0, ids, ones)
 via_index_put = torch.zeros(5, dtype=torch.long).index_put_(
@@ -222,7 +222,7 @@ print("scatter_add_:", via_scatter_add)
 print("bincount:    ", torch.bincount(ids, minlength=5))
 
 # %% tags=["hide-input"]
-# Check: all three equal bincount and a Python loop; slot 3 counts 2.
+# Check: all three equal bincount and a Python loop; slot 3 counts 2
 loop = [0] * 5
 for i in ids.tolist():
     loop[i] += 1
@@ -239,7 +239,7 @@ assert via_index_add[3].item() == 2
 # needs:
 
 # %%
-# The fixed counting line updates the buffer's own storage.
+# The fixed counting line updates the buffer's own storage
 counts = torch.zeros(5, dtype=torch.long)
 storage_before = counts.data_ptr()
 counts.index_add_(0, ids, torch.ones_like(ids))
@@ -247,7 +247,7 @@ same = "same storage" if counts.data_ptr() == storage_before else "new storage"
 print(counts, "|", same)
 
 # %% tags=["hide-input"]
-# Check: the result is right and lives in the same storage as before.
+# Check: the result is right and lives in the same storage as before
 assert counts.data_ptr() == storage_before
 assert counts.tolist() == [1, 1, 0, 2, 0]
 
@@ -257,13 +257,13 @@ assert counts.tolist() == [1, 1, 0, 2, 0]
 # value sent to it, so slot 3 is doubled twice, like the loop.
 
 # %%
-# Doubling once per occurrence with scatter_reduce_ "prod".
+# Doubling once per occurrence with scatter_reduce_ "prod"
 twos = torch.full((len(ids),), 2.0)
 table = torch.ones(5).scatter_reduce_(0, ids, twos, reduce="prod")
 print(table)
 
 # %% tags=["hide-input"]
-# Check: matches the Python loop of section 4.1.
+# Check: matches the Python loop of section 4.1
 loop = [1.0] * 5
 for i in ids.tolist():
     loop[i] *= 2
@@ -285,7 +285,7 @@ assert table.tolist() == loop == [2.0, 2.0, 1.0, 4.0, 1.0]
 # ```
 
 # %%
-# Both pitfalls, run: index_add returns a copy; a short bincount raises.
+# Both pitfalls, run: index_add returns a copy; a short bincount raises
 counts = torch.zeros(5, dtype=torch.long)
 copy = counts.index_add(0, ids, torch.ones_like(ids))
 print("copy:  ", copy)
@@ -298,7 +298,7 @@ print("with minlength:", counts)
 
 # %% tags=["hide-input"]
 # Check: index_add left counts at zero; the short bincount raised torch's
-# size error; minlength fixes it.
+# size error; minlength fixes it
 assert copy.tolist() == [1, 1, 0, 2, 0]
 assert copy.data_ptr() != counts.data_ptr()
 assert torch.bincount(ids).tolist() == [1, 1, 0, 2]
@@ -329,7 +329,7 @@ assert counts.tolist() == [1, 1, 0, 2, 0]
 # ```
 
 # %%
-# Sum, amax and mean, with and without the slot's own value.
+# Sum, amax and mean, with and without the slot's own value
 start = torch.full((5,), 6.0)
 src = torch.tensor([5.0, 2.0, 8.0, 4.0])   # goes to slots 1, 3, 3, 0
 
@@ -347,7 +347,8 @@ for (reduce, include_self), value in results.items():
     print(f"{reduce:>4} include_self={include_self!s:<5}", rounded)
 
 # %% tags=["hide-input"]
-# Check: each row, slot by slot (6 is the starting value).
+# Check: each row, slot by slot (6 is the starting value); "mean" is no
+# running mean
 assert results[("sum", True)].tolist() == [10.0, 11.0, 6.0, 16.0, 6.0]
 assert results[("sum", False)].tolist() == [4.0, 5.0, 6.0, 10.0, 6.0]
 assert results[("amax", True)].tolist() == [6.0, 6.0, 6.0, 8.0, 6.0]
@@ -360,6 +361,13 @@ assert all(not torch.equal(results[(r, True)], results[(r, False)])
 # include_self=True is the default.
 default = start.clone().scatter_reduce_(0, ids, src, "amax")
 assert torch.equal(default, results[("amax", True)])
+# Two batches through "mean": the old mean of 3 samples counts as one.
+batch_1, batch_2 = torch.tensor([2.0, 4.0, 6.0]), torch.tensor([12.0])
+running = torch.zeros(1).scatter_reduce_(
+    0, torch.zeros(3, dtype=torch.long), batch_1, "mean", include_self=False)
+running.scatter_reduce_(0, torch.zeros(1, dtype=torch.long), batch_2, "mean")
+assert running.item() == (4.0 + 12.0) / 2 == 8.0
+assert torch.cat([batch_1, batch_2]).mean().item() == 6.0
 # PyTorch's min/max observers keep their extremes in buffers.
 from torch.ao.quantization.observer import MinMaxObserver
 
@@ -369,7 +377,10 @@ assert {"min_val", "max_val"} <= dict(MinMaxObserver().named_buffers()).keys()
 # Slot 0 ends at 4 with `include_self=False`: the 6 it held was left out, so
 # the table "forgot" its earlier maximum. With `include_self=True` the 6 takes
 # part and wins. For `mean` the slot's value counts as one more sample: slot 3
-# gives (6 + 2 + 8) / 3 with it and (2 + 8) / 2 without.
+# gives (6 + 2 + 8) / 3 with it and (2 + 8) / 2 without. So a running *mean*
+# per slot is no `scatter_reduce_` call: the slot's old mean would count as one
+# sample, however many samples it stands for. Section 4.7 keeps sums and
+# counts instead.
 #
 # ```{admonition} Pitfall: include_self=False in a running table
 # :class: warning
@@ -388,7 +399,7 @@ assert {"min_val", "max_val"} <= dict(MinMaxObserver().named_buffers()).keys()
 # accumulation all touch every selected slot exactly once.
 
 # %%
-# Three masked updates of zero buffers.
+# Three masked updates of zero buffers
 mask = torch.tensor([True, False, True, False, True])
 assigned = torch.zeros(5)
 assigned[mask] = 2.0
@@ -398,7 +409,7 @@ accumulated = torch.zeros(5).index_put_((mask,), torch.tensor(2.0),
 print(assigned, filled, accumulated, sep="\n")
 
 # %% tags=["hide-input"]
-# Check: each selected slot changed exactly once, in all three.
+# Check: each selected slot changed exactly once, in all three
 assert assigned.tolist() == filled.tolist() == accumulated.tolist()
 assert assigned.tolist() == [2.0, 0.0, 2.0, 0.0, 2.0]
 
@@ -410,7 +421,7 @@ assert assigned.tolist() == [2.0, 0.0, 2.0, 0.0, 2.0]
 # ```
 
 # %%
-# An integer tensor of zeros and ones, next to a real boolean mask.
+# An integer tensor of zeros and ones, next to a real boolean mask
 buf = torch.zeros(3, dtype=torch.long)
 buf[torch.tensor([1, 0, 1])] = 5
 print("integer [1, 0, 1]:", buf)
@@ -424,7 +435,7 @@ print("uint8 mask raises:", textwrap.fill(message, 60,
 
 # %% tags=["hide-input"]
 # Check: integers are indices (slots 1, 0, 1); bool selects slots 0 and 2;
-# uint8 raises torch's exact message.
+# uint8 raises torch's exact message
 buf = torch.zeros(3, dtype=torch.long)
 buf[torch.tensor([1, 0, 1])] = 5
 assert buf.tolist() == [5, 5, 0]
@@ -458,9 +469,9 @@ assert torch.equal(wrong.clone().index_fill_(0, torch.tensor([0, 1]), 0),
 #
 # ## 4.5 Integer buffers keep their dtype
 #
-# A counter in a data pipeline (tokens seen, samples drawn, optimizer steps)
-# passes sixteen million quickly. That is where a `float32` counter starts to
-# fail, which is why counts belong in a `long` buffer.
+# A counter in a data pipeline (tokens seen, samples drawn) passes sixteen
+# million quickly. That is where a `float32` counter starts to fail, which is
+# why counts belong in a `long` buffer.
 #
 # ```{admonition} Predict
 # :class: tip
@@ -469,13 +480,13 @@ assert torch.equal(wrong.clone().index_fill_(0, torch.tensor([0, 1]), 0),
 # ```
 
 # %%
-# The same counter in three dtypes, five times `+= 1` from 2**24 - 2.
+# The same counter in three dtypes, five times `+= 1` from 2**24 - 2
 for dtype in (torch.float32, torch.float64, torch.long):
     print(f"{str(dtype):14}", count_up(2**24 - 2, 5, dtype))
 
 # %% tags=["hide-input"]
 # Check: float32 reaches 2**24 and stays there; float64 and long count on;
-# float32 has 24 significant bits (23 stored, eps = 2**-23).
+# float32 has 24 significant bits (23 stored, eps = 2**-23)
 assert torch.finfo(torch.float32).eps == 2.0**-23
 assert count_up(2**24 - 2, 5, torch.float32) == [2**24 - 1] + [2**24] * 4
 assert count_up(2**24 - 2, 5, torch.float64) == [2**24 - 1 + k
@@ -500,7 +511,7 @@ assert count_up(2**24 - 2, 5, torch.long) == [2**24 - 1 + k for k in range(5)]
 # not exactly, right:
 
 # %%
-# x + 1 in float32, around 2**24 and 2**25.
+# x + 1 in float32, around 2**24 and 2**25
 for x in (2**24, 2**24 + 2, 2**24 + 4, 2**24 + 6, 2**25, 2**25 + 4):
     after = int(torch.tensor(x, dtype=torch.float32) + 1)
     print(f"{x:>10,} + 1 = {after:>10,}   change {after - x:+d}")
@@ -508,7 +519,7 @@ for x in (2**24, 2**24 + 2, 2**24 + 4, 2**24 + 6, 2**25, 2**25 + 4):
 # %% tags=["hide-input"]
 # Check: the rule above, for every even float32 in [2**24, 2**25), every one
 # in [2**25, 2**26), and the integers just below 2**24 (exact); float64 is
-# exact up to 2**53 and stalls there.
+# exact up to 2**53 and stalls there
 x = torch.arange(2**24, 2**25, 2)
 plus_one = (x.float() + 1).long()
 assert torch.equal(plus_one, torch.where(x % 4 == 0, x, x + 2))
@@ -544,7 +555,7 @@ del x, plus_one
 # ```
 
 # %%
-# A float operand in an in-place update of a long buffer.
+# A float operand in an in-place update of a long buffer
 counts = torch.zeros(5, dtype=torch.long)
 
 
@@ -556,7 +567,7 @@ print(error_message(add_half, counts, expected=RuntimeError))
 print(counts)
 
 # %% tags=["hide-input"]
-# Check: torch's exact message, and the buffer is untouched.
+# Check: torch's exact message, and the buffer is untouched
 assert (error_message(add_half, counts, expected=RuntimeError)
         == "result type Float can't be cast to the desired output type Long")
 assert counts.tolist() == [0] * 5 and counts.dtype == torch.long
@@ -569,12 +580,12 @@ assert counts.tolist() == [0] * 5 and counts.dtype == torch.long
 # refused as well. Adding a Python *int* is fine, and the buffer stays `long`:
 
 # %%
-# An int operand keeps the long buffer long.
+# An int operand keeps the long buffer long
 counts += 2
 print(counts)
 
 # %% tags=["hide-input"]
-# Check: the values moved, the dtype did not.
+# Check: the values moved, the dtype did not
 assert counts.dtype == torch.long and counts.tolist() == [2, 2, 2, 2, 2]
 
 # %% [markdown]
@@ -589,7 +600,7 @@ assert counts.dtype == torch.long and counts.tolist() == [2, 2, 2, 2, 2]
 # ```
 
 # %%
-# Silent truncation toward zero: copy_, assignment, masked_fill_.
+# Float values into long buffers: copy_, assignment, masked_fill_
 values = torch.tensor([1.9, -1.9, 2.5, -2.5, 0.4])
 copied = torch.zeros(5, dtype=torch.long).copy_(values)
 print("copy_:       ", copied)
@@ -602,7 +613,7 @@ filled = torch.zeros(3, dtype=torch.long).masked_fill_(first, 2.5)
 print("masked_fill_:", filled)
 
 # %% tags=["hide-input"]
-# Check: truncation (-1.9 -> -1), not floor (-2); dtypes stay long.
+# Check: truncation (-1.9 -> -1), not floor (-2); dtypes stay long
 assert copied.tolist() == [1, -1, 2, -2, 0]
 assert copied.tolist() == torch.trunc(values).long().tolist()
 assert copied.tolist() != torch.floor(values).long().tolist()
@@ -616,7 +627,7 @@ assert filled.tolist() == [2, 0, 0] and filled.dtype == torch.long
 # mean of 1 and 2 becomes 1 and the mean of -1 and -2 becomes -2.
 
 # %%
-# The integer mean of scatter_reduce_ floors.
+# The integer mean of scatter_reduce_ floors
 pair = torch.tensor([0, 0])
 up = torch.zeros(1, dtype=torch.long).scatter_reduce_(
     0, pair, torch.tensor([1, 2]), reduce="mean", include_self=False)
@@ -625,7 +636,7 @@ down = torch.zeros(1, dtype=torch.long).scatter_reduce_(
 print("mean of 1, 2:", up, "| mean of -1, -2:", down)
 
 # %% tags=["hide-input"]
-# Check: 1.5 -> 1 and -1.5 -> -2 (floor), dtype long.
+# Check: 1.5 -> 1 and -1.5 -> -2 (floor), dtype long
 assert up.tolist() == [1] and down.tolist() == [-2]
 assert down.dtype == torch.long
 
@@ -638,7 +649,7 @@ assert down.dtype == torch.long
 # survives it.
 
 # %%
-# Rebinding promotes the buffer to float; module-wide casts leave it long.
+# Rebinding promotes the buffer to float; module-wide casts leave it long
 class Tally(nn.Module):
     def __init__(self):
         super().__init__()
@@ -656,7 +667,7 @@ for cast in ("half", "double"):
           "| scale", tally.scale.dtype)
 
 # %% tags=["hide-input"]
-# Check: the rebound buffer is still registered but float32; casts spare it.
+# Check: the rebound buffer is still registered but float32; casts spare it
 assert "counts" in dict(rebound.named_buffers())
 assert rebound.counts.dtype == torch.float32
 scaled = Tally()
@@ -684,7 +695,7 @@ assert tally.counts.dtype == torch.long and tally.scale.dtype == torch.float64
 # place in `forward`. Its source, printed from the installed package:
 
 # %%
-# The Counter module as bufferbook ships it.
+# The Counter module as bufferbook ships it
 print(inspect.getsource(Counter))
 
 # %% [markdown]
@@ -697,7 +708,7 @@ print(inspect.getsource(Counter))
 # ```
 
 # %%
-# Counter and the += snippet on the same ten batches.
+# Counter and the += snippet on the same ten batches
 class SnippetCounter(nn.Module):
     """The section 4.1 snippet in a module: wrong when a batch repeats ids."""
 
@@ -724,7 +735,7 @@ print("totals: ", counter.counts.sum().item(), "and",
 
 # %% tags=["hide-input"]
 # Check: Counter equals torch.bincount and a Python collections.Counter;
-# every id occurs in every batch, so the snippet counts batches.
+# every id occurs in every batch, so the snippet counts batches
 everything = torch.cat([b.reshape(-1) for b in batches])
 python_counts = collections.Counter(everything.tolist())
 reference = [python_counts[i] for i in range(num_ids)]
@@ -744,7 +755,7 @@ assert (counter.counts.min().item(), counter.counts.max().item()) == (95, 121)
 # `torch.bincount` of all ids and a Python `collections.Counter`.
 
 # %% mystnb={"image": {"alt": "Bar chart of counts per token id 0 to 11 after ten batches of 128 ids. The Counter bars range from 95 to 121 per id and match torch.bincount; the bars of the plus-equals snippet are all exactly 10, one per batch, because every id occurs in every batch."}}
-# Counts per id: Counter (index_add_) against the += snippet.
+# Counts per id: Counter (index_add_) against the += snippet
 fig = counts_figure(counter.counts, snippet.counts)
 plt.show()
 
@@ -754,7 +765,7 @@ plt.show()
 # `long` through module casts.
 
 # %%
-# Save and restore the counts; cast the module.
+# Save and restore the counts; cast the module
 restored = Counter(num_ids)
 restored.load_state_dict(counter.state_dict())
 print("state dict keys:", list(counter.state_dict()))
@@ -762,7 +773,7 @@ print("restored:", restored.counts.tolist())
 print("after .double():", restored.double().counts.dtype)
 
 # %% tags=["hide-input"]
-# Check: restored equal, no parameters, still long after .double().
+# Check: restored equal, no parameters, still long after .double()
 assert torch.equal(restored.counts, counter.counts)
 assert list(counter.state_dict()) == ["counts"]
 assert list(counter.parameters()) == []
@@ -781,7 +792,7 @@ assert restored.double().counts.dtype == torch.long
 # two rows both have label 0.
 
 # %%
-# The naive table update next to index_add_.
+# The naive table update next to index_add_
 features = torch.tensor([[1.0, 0.0], [3.0, 2.0], [8.0, 8.0]])
 labels = torch.tensor([0, 0, 1])
 naive = torch.zeros(2, 2)
@@ -791,7 +802,7 @@ print("naive:", naive.tolist())
 print("fixed:", fixed.tolist())
 
 # %% tags=["hide-input"]
-# Check: naive row 0 is one of the two rows, not their sum.
+# Check: naive row 0 is one of the two rows, not their sum
 assert fixed.tolist() == [[4.0, 2.0], [8.0, 8.0]]
 assert naive[0].tolist() in ([1.0, 0.0], [3.0, 2.0])
 assert naive[1].tolist() == [8.0, 8.0]
@@ -809,7 +820,7 @@ assert naive[1].tolist() == [8.0, 8.0]
 # ```
 
 # %%
-# index_add_ of a source that requires grad.
+# index_add_ of a source that requires grad
 torch.manual_seed(0)
 layer = nn.Linear(2, 2)
 sums = torch.zeros(2, 2)
@@ -817,7 +828,7 @@ sums.index_add_(0, labels, layer(features))
 print(sums)
 
 # %% tags=["hide-input"]
-# Check: the buffer now requires grad, through IndexAddBackward0.
+# Check: the buffer now requires grad, through IndexAddBackward0
 assert sums.requires_grad
 assert type(sums.grad_fn).__name__ == "IndexAddBackward0"
 
@@ -838,7 +849,7 @@ assert type(sums.grad_fn).__name__ == "IndexAddBackward0"
 # batches with repeated labels (class 3 never occurs):
 
 # %%
-# ClassMeanTable over five batches.
+# ClassMeanTable over five batches
 torch.manual_seed(7)
 num_classes, dim = 4, 3
 centroids = ClassMeanTable(num_classes, dim)
@@ -856,7 +867,7 @@ print(centroids.means())
 
 # %% tags=["hide-input"]
 # Check: counts and means equal a Python loop over every row seen; the
-# unseen class is NaN; the buffers stay out of autograd and long.
+# unseen class is NaN; the buffers stay out of autograd and long
 loop_means = [[sum(col) / len(rows) for col in zip(*rows)] if rows
               else [float("nan")] * dim for rows in seen_rows.values()]
 assert centroids.counts.tolist() == [len(r) for r in seen_rows.values()]
@@ -867,14 +878,14 @@ assert not centroids.sums.requires_grad
 assert centroids.counts.dtype == torch.long
 
 # %%
-# In eval mode the table is read, not updated.
+# In eval mode the table is read, not updated
 centroids.eval()
 before = centroids.counts.clone()
 centroids(torch.randn(4, dim), torch.tensor([0, 1, 2, 2]))
 print("rows per class after an eval batch:", centroids.counts.tolist())
 
 # %% tags=["hide-input"]
-# Check: the eval batch changed nothing.
+# Check: the eval batch changed nothing
 assert torch.equal(centroids.counts, before)
 
 # %% [markdown]
@@ -888,7 +899,7 @@ assert torch.equal(centroids.counts, before)
 # when this page was built, so the widget works without a running kernel.)
 
 # %% tags=["nbval-ignore-output"]
-# Assignment and += against the accumulating methods, for a few index lists.
+# Assignment and += against the accumulating methods, for a few index lists
 index_choice = widgets.Dropdown(description="indices", options=[
     ("1, 3, 3, 0  (3 twice)", (1, 3, 3, 0)),
     ("0, 1, 2, 3, 4  (no repeat)", (0, 1, 2, 3, 4)),
@@ -905,7 +916,7 @@ display(box, exclude=["text/plain"])  # the widget, not its long text repr
 # %% tags=["hide-input"]
 # Check: 15 states; each is the module's table for its indices and value;
 # the accumulating methods always equal a Python loop, and a row is LOST
-# exactly when an index repeats.
+# exactly when an index repeats
 assert len(box.states) == 15
 for (i, v), state in box.states.items():
     indices, value = index_choice.options[i][1], value_choice.options[v]
@@ -928,7 +939,7 @@ for (i, v), state in box.states.items():
 # and none of them changes the buffer.
 
 # %% tags=["hide-input"]
-# Each in-place update of a long buffer with a float (or int32) source.
+# Each in-place update of a long buffer with a float (or int32) source
 counts = torch.zeros(5, dtype=torch.long)
 
 
@@ -960,7 +971,7 @@ for name, message in messages.items():
                         subsequent_indent="  "))
 
 # %% tags=["hide-input"]
-# Check: each message word for word; the buffer is untouched.
+# Check: each message word for word; the buffer is untouched
 float_result = "result type Float can't be cast to the desired output type Long"
 assert messages["buf += 0.5"] == float_result
 assert messages["buf[idx] += 0.5"] == float_result
@@ -988,14 +999,15 @@ assert counts.tolist() == [0, 0, 0, 0, 0]
 # | Count ids that may repeat in a batch | `counts.index_add_(0, ids, torch.ones_like(ids))` | `counts[ids] += 1` adds once per *distinct* id |
 # | Sum rows per label | `sums.index_add_(0, labels, feats.detach())` | accumulates repeats; keeps the buffer out of autograd |
 # | Count with `bincount` | `counts += torch.bincount(ids, minlength=len(counts))` | without `minlength` the length is `max(ids) + 1` |
-# | Running max, min or mean per slot | `buf.scatter_reduce_(0, idx, x, "amax")` | the default `include_self=True` keeps what the slot held |
+# | Running max or min per slot | `buf.scatter_reduce_(0, idx, x, "amax")` (or `"amin"`) | the default `include_self=True` keeps what the slot held |
+# | Running mean per slot | a `sums` and a `counts` buffer, both updated with `index_add_` | `scatter_reduce_(..., "mean")` counts the slot's old mean as one sample |
 # | Multiply per occurrence | `buf.scatter_reduce_(0, idx, x, "prod")` | `buf[idx] = buf[idx] * x` multiplies once |
 # | Set or reset selected slots | `buf[mask] = v` or `buf.masked_fill_(mask, v)`, `mask` boolean | each slot once; an integer tensor is read as indices |
 # | Different values at repeated indices | avoid it | which write wins is undefined |
 # | A counter that may pass 16.8 million | `dtype=torch.long` | `float32` stalls at $2^{24}$ (round half to even) |
-# | Update a `long` buffer | integer operands, in place | float operands raise; Python floats and `copy_` truncate |
+# | Update a `long` buffer | integer operands, in place | a float operand of `+=`, `index_add_` or `scatter_add_` raises; a float assigned by index or mask, `masked_fill_` and `copy_` truncate |
 # | Float math on counts | `self.counts.double() / total` into a new tensor | `self.counts = self.counts * 0.5` makes the buffer float |
 #
-# Practise it in [exercise 4](../exercises/ch04_indexed/ch04_indexed.ipynb):
-# count ids with repeats, keep a histogram `long`, keep a "largest seen per
-# slot" table, and reset slots by mask.
+# **Exercise:** [exercise 4](../exercises/ch04_indexed/ch04_indexed.ipynb)
+# asks you to count ids with repeats, keep a histogram `long`, keep a "largest
+# seen per slot" table, and reset slots by mask.

@@ -11,7 +11,7 @@ from torch import nn
 from bufferbook.checks import error_message
 from bufferbook.replacement import (CONVERSIONS, IN_PLACE, LAB_DTYPES, LAB_PERSISTENCE,
                                     LAB_SHAPES, NEW_FILL, OLD_FILL, STRATEGIES, TABLE_COLUMNS,
-                                    StaticInputProbe, convert, cudagraph_log,
+                                    NotLoaded, StaticInputProbe, convert, cudagraph_log,
                                     describe_replacement, dtype_table, facts_table, lab_html,
                                     lab_rows, lab_table, replace_buffer)
 from bufferbook.widget_states import shown_state, state_picker, text_html
@@ -141,9 +141,25 @@ def test_data_keeps_object_but_swaps_storage_shape_and_dtype():
 @pytest.mark.parametrize("how", ["load_state_dict", "load_state_dict_assign"])
 def test_load_state_dict_cannot_reach_a_non_persistent_buffer(how):
     net = Net()
-    with pytest.raises(KeyError, match="non-persistent"):
+    with pytest.raises(NotLoaded, match="non-persistent"):
         replace_buffer(net, "block.cache", torch.zeros(3), how=how)
     assert torch.equal(net.block.cache, torch.ones(3))
+    # torch itself raised nothing: it listed the key as unexpected
+    result = net.load_state_dict({"block.cache": torch.zeros(3)}, strict=False,
+                                 assign=how == "load_state_dict_assign")
+    assert result.unexpected_keys == ["block.cache"]
+
+
+@pytest.mark.parametrize("how", ["load_state_dict", "load_state_dict_assign"])
+def test_lab_says_ignored_not_raised_when_torch_raised_nothing(how):
+    row = describe_replacement(how, persistent=False)
+    assert row["ignored"] and row["error"] is not None
+    text = " ".join(facts_table([row]).split())
+    assert f"{how} ignored the value: 'buf' came back in unexpected_keys" in text
+    assert "raised" not in text
+    refused = describe_replacement(how, shape=(4,))  # torch raises here
+    assert not refused["ignored"]
+    assert f"{how} raised: Error(s) in loading state_dict" in facts_table([refused])
 
 
 def test_unknown_name_and_unknown_strategy():

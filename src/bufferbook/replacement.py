@@ -49,6 +49,13 @@ OLD_FILL = 1  # the demo buffer starts as ones ...
 NEW_FILL = 7  # ... and every replacement value is all sevens, so "sees the new value" is testable
 
 
+class NotLoaded(KeyError):
+    """``load_state_dict(..., strict=False)`` left the buffer alone: torch raised nothing and
+    returned the key in ``unexpected_keys`` (a non-persistent buffer is not part of the
+    ``state_dict``). Raised by `replace_buffer` so that the lab can say so (Chapter 2,
+    section 2.9)."""
+
+
 def _owner(module, name):
     """Return (submodule, leaf) for a dotted buffer name such as "encoder.cache"."""
     path, _, leaf = name.rpartition(".")
@@ -65,8 +72,9 @@ def replace_buffer(module, name, value, how="copy_"):
     ``name`` may be dotted ("block.running_mean"). ``how`` is a key of ``STRATEGIES``; each runs
     the literal one-liner shown there, with its consequences: ``"register_buffer"`` makes the
     buffer persistent (the default ``persistent=True``) even if it was not, and the two
-    ``load_state_dict`` strategies cannot reach a non-persistent buffer, so they raise KeyError
-    instead of silently doing nothing. Torch's own errors (shape mismatch, wrong type) propagate.
+    ``load_state_dict`` strategies cannot reach a non-persistent buffer: torch ignores the key
+    (``strict=False``), and this function raises `NotLoaded` (a KeyError) instead of silently
+    doing nothing. Torch's own errors (shape mismatch, wrong type) propagate.
     """
     owner, leaf = _owner(module, name)
     buf = owner._buffers[leaf]
@@ -86,8 +94,8 @@ def replace_buffer(module, name, value, how="copy_"):
         result = module.load_state_dict({name: value}, strict=False,
                                         assign=how == "load_state_dict_assign")
         if name in result.unexpected_keys:
-            raise KeyError(f"load_state_dict ignored {name!r}: a non-persistent buffer is not "
-                           "part of the state_dict")
+            raise NotLoaded(f"{name!r} came back in unexpected_keys: a non-persistent buffer is "
+                            "not part of the state_dict")
     else:
         raise ValueError(f"unknown strategy {how!r}; choose one of {sorted(STRATEGIES)}")
     return owner._buffers[leaf]
@@ -108,6 +116,7 @@ def describe_replacement(how, dtype=torch.float32, shape=(3,), persistent=True):
 
     A second reference to the old buffer is held before the replacement, as a hook closure, a
     list or an optimizer would hold it. The facts: ``error`` (torch's message, or None),
+    ``ignored`` (True when torch raised nothing but left the buffer alone, see `NotLoaded`),
     ``same_object`` (the module's buffer is still the held object), ``same_storage`` (same
     data_ptr), ``still_registered`` (in ``_buffers`` and ``buffers()``), ``in_state_dict``,
     ``module_sees_new`` / ``holder_sees_new`` (all sevens), ``dtype`` and ``shape`` of the
@@ -117,15 +126,17 @@ def describe_replacement(how, dtype=torch.float32, shape=(3,), persistent=True):
     held = module.buf                      # the reference "held elsewhere"
     old_ptr = held.data_ptr()
     new = torch.full(tuple(shape), NEW_FILL, dtype=dtype)
-    error = None
+    error, ignored = None, False
     try:
         replace_buffer(module, "buf", new, how=how)
     except (RuntimeError, TypeError, KeyError, IndexError) as exc:
         error = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+        ignored = isinstance(exc, NotLoaded)
     now = module.buf
     return {
         "how": how,
         "error": error,
+        "ignored": ignored,
         "same_object": now is held,
         "same_storage": now.data_ptr() == old_ptr,
         "still_registered": "buf" in module._buffers and any(b is now for b in module.buffers()),
@@ -160,7 +171,9 @@ def facts_table(rows, width=78):
     """Format rows from ``describe_replacement`` as an aligned text table, one line per
     strategy, with torch's errors below it wrapped to ``width`` columns (Chapter 2, section
     2.9). Facts are written as words (same/new, new/old values, yes/no); each error message
-    is written on one logical line (its newlines and tabs as single spaces), then wrapped."""
+    is written on one logical line (its newlines and tabs as single spaces), then wrapped. A
+    value that torch ignored without an error (``row["ignored"]``) is reported as ignored, not
+    as raised."""
     cells = [[fmt(row[fact]) for _, fact, fmt in TABLE_COLUMNS] for row in rows]
     headers = [header for header, _, _ in TABLE_COLUMNS]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
@@ -169,7 +182,8 @@ def facts_table(rows, width=78):
     for row in rows:
         if row["error"] is not None:
             message = " ".join(row["error"].split())  # torch's "\n\t" as one space
-            lines.append(textwrap.fill(f"{row['how']} raised: {message}", width,
+            verb = "ignored the value" if row.get("ignored") else "raised"
+            lines.append(textwrap.fill(f"{row['how']} {verb}: {message}", width,
                                        subsequent_indent="    "))
     return "\n".join(line.rstrip() for line in lines)
 
