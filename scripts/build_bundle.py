@@ -26,10 +26,10 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
+sys.path.insert(0, str(ROOT / "scripts"))
+from book_toc import toc_files  # noqa: E402
 from bufferbook_web import DOWNLOADS  # noqa: E402  (where the book links the bundle)
 
 FOLDER = "buffers-in-pytorch"
@@ -87,24 +87,6 @@ Contents:
 
 {contents}
 """
-
-
-def toc_files(toc_path=ROOT / "_toc.yml"):
-    """Source files (without suffix) listed in a jupyter-book _toc.yml, in reading order."""
-    toc = yaml.safe_load(Path(toc_path).read_text(encoding="utf8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return files
 
 
 def bundled_notebooks(root=ROOT):

@@ -20,6 +20,11 @@ this book, each checked by tests/test_browser.py or tests/test_web_sample_book.p
    button; without it, none of them (they would point nowhere).
 6. Accessibility (axe-core): the sidebar's expand/collapse `<summary>` elements get a name;
    templates/ fixes the search and colour-mode buttons' names and puts the logo in a landmark.
+8. Icons: the theme's Font Awesome fonts (150 kB for the solid style alone) are cut, when the
+   build finishes, to the icons the pages use (classes in the HTML and JS, icons the style
+   sheets name outside Font Awesome's own class list) with fontTools; bufferbook.css points
+   the icon fonts at the subsets. sphinx-design's style sheet and script load only on pages
+   that use its components.
 7. Math without MathJax in the browser: the math renderer `bufferbook-svg` (html_math_renderer
    in _config.yml) writes the same markup as Sphinx's MathJax renderer but loads no script;
    when the build finishes, render-math.js (Node.js, the pinned `mathjax` npm package) turns
@@ -42,6 +47,10 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 RENDER_MATH = HERE / "render-math.js"
+SPHINX_DESIGN_MARKUP = re.compile(r'class="(?:[^"]* )?sd-')
+SPHINX_DESIGN_ASSET = re.compile(r"(?:^|/)(?:sphinx-design[^/]*\.css|design-tabs\.js)$")
+ICON_FONTS = ("fa-solid-900", "fa-regular-400", "fa-brands-400")
+ICON_SUBSET_DIR = "fontawesome-subset"  # in _static/; bufferbook.css points the fonts here
 UNTYPESET_MATH = re.compile(r'class="math notranslate nohighlight">\s*\\[(\[]')
 
 # Where the build puts the downloads, relative to the HTML root (_build/html). The scripts that
@@ -118,6 +127,11 @@ def _page_assets(app, pagename, templatename, context, doctree):
     css = context.get("css_files")
     if isinstance(css, list):
         context["css_files"] = [c for c in css if not _is_thebe(c)]
+    if not SPHINX_DESIGN_MARKUP.search(context.get("body") or ""):
+        for key in ("script_files", "css_files"):
+            if isinstance(context.get(key), list):
+                context[key] = [a for a in context[key]
+                                if not SPHINX_DESIGN_ASSET.search(a.filename or "")]
 
 
 def _download_buttons(app, pagename, templatename, context, doctree):
@@ -203,6 +217,72 @@ def _render_math(app, exception):
 
 
 # ---------------------------------------------------------------------------------------------
+# Icon fonts cut to the icons in use
+
+
+_CSS_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+_FA_CLASS_RULE = re.compile(r"^\.(fa-[a-z0-9-]+):{1,2}before$")
+_CSS_CODEPOINT = re.compile(r'"\\([0-9a-fA-F]{4,6})"')
+_FA_CLASS = re.compile(r"\bfa-[a-z0-9-]+")
+
+
+def icon_codepoints(static_dir, texts):
+    """Codepoints of the icons used: Font Awesome classes named in ``texts`` (the pages'
+    HTML and scripts) looked up in the style sheets, plus every codepoint the style sheets
+    give outside Font Awesome's own `.fa-NAME:before` list (e.g. the admonition icons)."""
+    by_class, named = {}, set()
+    for css in Path(static_dir).rglob("*.css"):
+        for selectors, body in _CSS_RULE.findall(css.read_text(encoding="utf8", errors="replace")):
+            points = {int(p, 16) for p in _CSS_CODEPOINT.findall(body)}
+            if not points:
+                continue
+            parts = [part.strip() for part in selectors.split(",")]
+            classes = [_FA_CLASS_RULE.match(part) for part in parts]
+            if all(classes):
+                for match in classes:
+                    by_class.setdefault(match.group(1), set()).update(points)
+            elif not selectors.lstrip().startswith("@"):
+                named |= points
+    used = set()
+    for text in texts:
+        used.update(_FA_CLASS.findall(text))
+    points = set(named)
+    for name in used:
+        points |= by_class.get(name, set())
+    return points
+
+
+def _subset_icon_fonts(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    out = Path(app.outdir)
+    static = out / "_static"
+    texts = [p.read_text(encoding="utf8", errors="replace")
+             for pattern in ("**/*.html", "_static/**/*.js") for p in out.glob(pattern)]
+    points = icon_codepoints(static, texts)
+    target = static / ICON_SUBSET_DIR
+    target.mkdir(exist_ok=True)
+    for name in ICON_FONTS:
+        source = next(static.rglob(f"{name}.ttf"), None)
+        if source is None:
+            raise ExtensionError(f"icon font {name}.ttf not found under {static}")
+        font = TTFont(source)
+        options = subset.Options()
+        options.flavor = "woff"  # zlib: no Brotli needed, unlike woff2
+        options.layout_features = ["*"]
+        options.name_IDs = ["*"]
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=sorted(points & set(font.getBestCmap())))
+        subsetter.subset(font)
+        font.flavor = "woff"
+        font.save(target / f"{name}.woff")
+    logger.info(f"icon fonts cut to {len(points)} icons: {ICON_SUBSET_DIR}/")
+
+
+# ---------------------------------------------------------------------------------------------
 # Static files
 
 
@@ -237,4 +317,5 @@ def setup(app):
     app.add_html_math_renderer("bufferbook-svg", (html_visit_math, None),
                                (html_visit_displaymath, None))
     app.connect("build-finished", _render_math)
+    app.connect("build-finished", _subset_icon_fonts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
