@@ -530,7 +530,7 @@ def exercise_widget(page, area):
         positions[i] = position
         after = look()
         if after == before:  # the view may update after the event: give it a moment
-            page.wait_for_timeout(150)
+            page.wait_for_timeout(100)
             after = look()
         if after != before:
             record["changed_by"].add(i)
@@ -631,7 +631,9 @@ def _axe(page, context="document"):
 
 def check_page(page, server, book, html_dir, rel, docname, log, axe_context="document"):
     """Everything recorded for one page (see the module docstring)."""
+    started = time.monotonic()
     facts = page.evaluate(PAGE_FACTS_JS)
+    facts_seconds = round(time.monotonic() - started, 2)
     html_file = html_dir / rel
     static = _StaticResources()
     if html_file.is_file():
@@ -661,7 +663,7 @@ def check_page(page, server, book, html_dir, rel, docname, log, axe_context="doc
         "favicon": facts["favicon"], "icon_font": facts["icon_font"],
         "icon_chars": facts["icon_chars"],
     }
-    timing = entry["seconds"] = {}
+    timing = entry["seconds"] = {"facts": facts_seconds}
     started = time.monotonic()
     entry["code_blocks"] = page.locator("div.highlight").count()
     entry["axe_context"] = axe_context
@@ -1007,7 +1009,7 @@ def icon_font_chars(html_dir):
 
     chars = set()
     for font in (Path(html_dir) / "_static" / "fontawesome-subset").glob("*.woff"):
-        chars |= {c for c in TTFont(font).getBestCmap() if c > 0x7f}
+        chars |= {c for c in (TTFont(font).getBestCmap() or {}) if c > 0x7f}
     return frozenset(chars)
 
 
