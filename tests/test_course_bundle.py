@@ -75,7 +75,10 @@ def test_bundle_holds_every_listed_notebook_the_package_and_set_up(bundle):
 
 def test_a_chapter_runs_in_the_bundle_against_its_own_bufferbook(bundle):
     _, bundle_dir = bundle
-    chapters = sorted((bundle_dir / "chapters").glob("*.ipynb"))
+    # The chapter with the fewest code cells: any one proves the bundle; this one is quickest.
+    chapters = sorted((bundle_dir / "chapters").glob("*.ipynb"),
+                      key=lambda p: (sum(c.cell_type == "code" for c in
+                                         nbformat.read(p, as_version=4).cells), p.name))
     nb, where = _run(chapters[0], bundle_dir)
     assert where and Path(where).is_relative_to(bundle_dir.resolve()), where
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
