@@ -245,6 +245,8 @@ PAGE_FACTS_JS = """() => {
             images: a.querySelectorAll('img').length,
             text: a.innerText.slice(0, 300)};
   });
+  const widget_labels = Array.from(document.querySelectorAll('.widget-subarea .widget-label'))
+    .map(l => l.innerHTML);
   const math = Array.from(document.querySelectorAll('.math'));
   const unrendered_math = math.filter(m => !m.querySelector('mjx-container svg'))
                               .map(m => m.textContent.slice(0, 60));
@@ -280,7 +282,7 @@ PAGE_FACTS_JS = """() => {
                                 f => /Font Awesome/.test(f.family) && f.status === 'loaded')
                                 .map(f => f.family + ' ' + f.weight)}
                            : null,
-          icon_chars: Array.from(icon_chars)};
+          icon_chars: Array.from(icon_chars), widget_labels};
 }"""
 
 WEIGHT_JS = """() => {
@@ -661,7 +663,7 @@ def check_page(page, server, book, html_dir, rel, docname, log, axe_context="doc
         "bundle_links": facts["bundle_links"], "pdf_links": facts["pdf_links"],
         "launch_links": facts["launch_links"], "repository_links": facts["repository_links"],
         "favicon": facts["favicon"], "icon_font": facts["icon_font"],
-        "icon_chars": facts["icon_chars"],
+        "icon_chars": facts["icon_chars"], "widget_labels": facts["widget_labels"],
     }
     timing = entry["seconds"] = {"facts": facts_seconds}
     started = time.monotonic()
