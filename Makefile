@@ -7,10 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test install system-deps notebooks release clean help
+.PHONY: book html bundle pdf test install system-deps notebooks release clean help
 
 help:
-	@echo "make book      build the web book into _build/html (warnings are errors)"
+	@echo "make book      build the web book into _build/html (warnings are errors), with the"
+	@echo "               course bundle and the whole book as a PDF (both linked from every page)"
+	@echo "make pdf       bring the HTML up to date and print the book's PDF (make bundle: the zip)"
 	@echo "make test      run every test: unit tests, nbval of all notebooks, release sync, grading"
 	@echo "make notebooks re-execute chapter and solution notebooks in place (after editing a .py)"
 	@echo "make release   regenerate exercises/ from solutions/ with nbgrader"
@@ -27,16 +29,28 @@ install: $(STAMP) system-deps
 system-deps:
 	@bash scripts/system-deps.sh
 
-# Browser assets the web book serves itself (require.js, ipywidgets embed manager, MathJax):
-# npm ci of the versions pinned in package-lock.json, copied into git-ignored book/_static/vendor/.
+# Browser assets the web book serves itself (the widget manager, built with esbuild) and the npm
+# packages the build and tests use (MathJax typesets math at build time, axe-core): npm ci of the
+# versions pinned in package-lock.json; built files go into git-ignored book/_static/vendor/.
 .PHONY: web-assets
 web-assets:
 	@bash scripts/vendor_web_assets.sh
 
-book: install web-assets
+# The web book: HTML (math typeset, icon fonts cut), then what every page's download menu links.
+book: html bundle pdf
+
+html: install web-assets
 	@start=$$(date +%s); \
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going || exit 1; \
 	echo "book built in $$(( $$(date +%s) - start )) s: _build/html/index.html"
+
+# The course bundle: chapter and exercise notebooks, src/bufferbook, pinned requirements, README.
+bundle: html
+	$(BIN)/python scripts/build_bundle.py
+
+# The whole book as one PDF (Chromium's print through Playwright; fails if code would be cut off).
+pdf: html
+	$(BIN)/python scripts/build_pdf.py
 
 test: book
 	$(BIN)/python -m pytest -n 2 --nbval --nbval-current-env \

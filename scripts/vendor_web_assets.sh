@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Vendors the browser assets the web book would otherwise load from CDNs, so a built page requests
-# nothing from any outside host:
-#   require.js                       (RequireJS, needed by the ipywidgets embed manager)
-#   @jupyter-widgets/html-manager    (embed-amd.js: renders the widget state stored in notebooks;
-#                                     bundles @jupyter-widgets/base, controls and output + icon fonts)
-#   MathJax 3                        (renders $math$ in chapters)
+# nothing from any outside host: widgets/widget-manager.js + .css render the widget state stored
+# in notebooks (on pages with widgets only). They are built here with esbuild from
+# scripts/web/widget-manager.js and the pinned @jupyter-widgets/base + controls (see that file
+# for why not @jupyter-widgets/html-manager's 3.6 MB embed-amd.js).
 # Versions are pinned in package.json and package-lock.json (the lock file carries integrity
 # hashes but no registry host: see .npmrc). `npm ci` installs them into the git-ignored
-# node_modules/, then the files the pages load are copied into the git-ignored
+# node_modules/, then the files the pages load are built or copied into the git-ignored
 # book/_static/vendor/, which Sphinx copies to _build/html/_static/vendor/.
-# _config.yml points myst-nb (nb_ipywidgets_js) and Sphinx (mathjax_path) at those copies.
+# _config.yml points myst-nb (nb_ipywidgets_js) at them.
+# Two packages stay in node_modules/ and never reach a reader: MathJax 3, which typesets the
+# book's math into SVG when the book is built (book/_ext/render-math.js), and axe-core, the
+# accessibility rules tests/test_browser.py runs on every page.
 #
 # Run by `make web-assets` (a prerequisite of `make book`). A second run does nothing unless
-# package.json or package-lock.json changed.
+# package.json, package-lock.json, this script or scripts/web/ changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,8 +40,9 @@ if [ ! -f "$npm_stamp" ] || [ package.json -nt "$npm_stamp" ] || [ package-lock.
     touch "$npm_stamp"
 fi
 
-if [ -f "$dest_stamp" ] && [ "$dest_stamp" -nt "$npm_stamp" ] && [ "$dest_stamp" -nt "$0" ]; then
-    exit 0  # already vendored from this install
+newest_source=$(ls -t "$0" scripts/web/* "$npm_stamp" | head -n 1)
+if [ -f "$dest_stamp" ] && [ "$dest_stamp" -nt "$newest_source" ]; then
+    exit 0  # already vendored from these sources
 fi
 
 nm=node_modules
@@ -47,25 +50,18 @@ mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp -d "$dest.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-# RequireJS (MIT)
-mkdir -p "$tmp/requirejs"
-cp "$nm/requirejs/require.js" "$nm/requirejs/package.json" "$tmp/requirejs/"  # licence in its header
-
-# ipywidgets embed manager (BSD-3-Clause) with the icon fonts its CSS loads relative to itself
-w=$nm/@jupyter-widgets/html-manager
-mkdir -p "$tmp/jupyter-widgets"
-cp "$w/dist/embed-amd.js" "$w/dist/embed.js.LICENSE.txt" "$w/package.json" "$tmp/jupyter-widgets/"
-cp "$w"/dist/*.woff2 "$w"/dist/*.woff "$w"/dist/*.ttf "$w"/dist/*.eot "$w"/dist/*.svg "$tmp/jupyter-widgets/"
-cp "$nm/@fortawesome/fontawesome-free/LICENSE.txt" "$tmp/jupyter-widgets/fontawesome-LICENSE.txt"
-
-# MathJax 3 (Apache-2.0): the combined TeX+MathML/CHTML component plus what it loads on demand
-# (TeX extensions via autoload, CHTML fonts, the menu, accessibility and speech components)
-m=$nm/mathjax/es5
-mkdir -p "$tmp/mathjax/output"
-cp "$m/tex-mml-chtml.js" "$tmp/mathjax/"
-cp -r "$m/input" "$m/ui" "$m/a11y" "$m/sre" "$m/adaptors" "$tmp/mathjax/"
-cp -r "$m/output/chtml" "$tmp/mathjax/output/"
-cp "$nm/mathjax/LICENSE" "$nm/mathjax/package.json" "$tmp/mathjax/"
+# Widget manager, minified: one script and one stylesheet (ipywidgets: BSD-3-Clause; the notices
+# of the bundled libraries that carry one, e.g. jQuery: widget-manager.js.LEGAL.txt).
+mkdir -p "$tmp/widgets"
+"$nm/.bin/esbuild" scripts/web/widget-manager.js --bundle --minify --format=iife \
+    --target=es2020 --legal-comments=linked --log-level=warning \
+    --alias:sanitize-html=./scripts/web/sanitize-html-lite.js \
+    --outfile="$tmp/widgets/widget-manager.js"
+"$nm/.bin/esbuild" scripts/web/widgets.css --bundle --minify --log-level=warning \
+    --outfile="$tmp/widgets/widget-manager.css"
+for pkg in base base-manager controls; do  # name, version and licence of each
+    cp "$nm/@jupyter-widgets/$pkg/package.json" "$tmp/widgets/jupyter-widgets-$pkg.package.json"
+done
 
 touch "$tmp/.bufferbook-vendored"
 rm -rf "$dest"
