@@ -89,6 +89,12 @@ def test_rebound_buffer_is_broadcast(results):
     assert [results[r]["rebound"]["final"] for r in (0, 1)] == [3.0, 4.0]
 
 
+def test_a_stale_buffer_list_broadcasts_the_old_tensor(results):
+    """Issue 63916 replayed: without the refresh, rank 1's rebound total is never synced."""
+    assert results[0]["rebound"]["seen_without_refresh"] == [0.0, 1.0, 2.0]
+    assert results[1]["rebound"]["seen_without_refresh"] == [0.0, 2.0, 4.0]
+
+
 def test_syncbn_refuses_cpu_with_exact_messages(results):
     for rank in (0, 1):
         assert results[rank]["syncbn"] == {

@@ -244,15 +244,29 @@ class Rebinding(nn.Module):
 
 
 def rebound_buffer(rank, steps=3):
-    """Chapter 6, section 6.1: what ``total`` held at the start of each forward, per rank."""
-    torch.manual_seed(0)
-    module = Rebinding()
-    ddp, _ = _wrap(module, "default")
-    first = module.total
-    for _ in range(steps):
-        ddp(torch.randn(1, 2)).sum().backward()
-    return {"seen": module.seen, "final": module.total.item(),
-            "rebound": module.total is not first}
+    """Chapter 6, section 6.1: what ``total`` held at the start of each forward, per rank.
+
+    ``seen`` and ``final`` come from the installed DDP. ``seen_without_refresh`` replays
+    pytorch/pytorch#63916: the same run with DDP's refresh of its buffer list
+    (``_assign_modules_buffers``, called before every sync since PR #64472) replaced by a
+    no-op, so DDP keeps broadcasting the tensors it listed when it was built.
+    """
+    out = {}
+    for refresh in (True, False):
+        torch.manual_seed(0)
+        module = Rebinding()
+        ddp, _ = _wrap(module, "default")
+        if not refresh:
+            ddp._assign_modules_buffers = lambda: None  # the list goes stale
+        first = module.total
+        for _ in range(steps):
+            ddp(torch.randn(1, 2)).sum().backward()
+        if refresh:
+            out.update(seen=module.seen, final=module.total.item(),
+                       rebound=module.total is not first)
+        else:
+            out["seen_without_refresh"] = module.seen
+    return out
 
 
 def syncbn_on_cpu(rank):
