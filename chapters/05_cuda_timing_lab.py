@@ -643,8 +643,8 @@ assert spare["x add_"] <= 2.0
 # most 32 MiB) straight from the operating system and unmaps them when they are freed. The
 # operating system hands out such memory lazily: the first write to each page faults, and
 # the kernel supplies a zeroed page. The `page faults` column counts them: about one per
-# page of the buffer for `buf = buf + y` (compare the last line; with 2 MiB huge pages
-# there would be fewer), a handful at most for the others. Computing out of place into a
+# page of the buffer for `buf = buf + y` (compare the last line), a handful at most for
+# the others. Computing out of place into a
 # preallocated tensor (`out=spare`) avoids all that. It still costs more than in place,
 # because it writes lines it did not just read: section 5.3's extra read, four memory
 # accesses per element instead of three (the check allows up to twice `add_`'s time).
