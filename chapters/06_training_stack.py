@@ -19,6 +19,7 @@
 # ```{admonition} In this chapter
 # :class: note
 # **You will learn**
+#
 # - what `DistributedDataParallel` does to buffers at wrap time and before every forward,
 #   why a rank-local queue is wiped and BatchNorm statistics drift, and what to do on a CPU
 #   where `SyncBatchNorm` refuses to run;
@@ -31,8 +32,9 @@
 #   traps around buffers (`None` buffers, `strict=False`, old BatchNorm checkpoints,
 #   `weights_only`, tied buffers).
 #
-# **Prerequisites:** chapters 1 to 3 (what a buffer is, replacing one, updating one in
-# place).
+# **Prerequisites:** [chapter 1](01_buffers_vs_parameters.ipynb) (what a buffer is),
+# [chapter 2](02_full_replacement.ipynb) (replacing one) and
+# [chapter 3](03_inplace_accumulation.ipynb) (updating one in place).
 #
 # **Time:** about 60 minutes.
 # ```
@@ -42,12 +44,13 @@
 # are built on the meta device, `torch.compile` traces it, `torch.export` turns it into a graph
 # for deployment, an EMA teacher averages it, and checkpoints carry it between runs. Each layer
 # has its own rules for buffers, and many questions people ask about buffers come from there.
-# Every claim below is an executed check on the installed torch (2.13, CPU); torch's messages
-# are quoted exactly.
+# Every claim on this page is pinned by an `assert` that ran against the torch version printed
+# below, and torch's messages are quoted word for word. The checks sit in collapsed cells:
+# expand one to see what it proves.
 
 # %% tags=["nbval-ignore-output"]
+# Imports for the whole chapter, and the versions this page was run with
 # %load_ext bufferbook.cuda_cells
-# imports for the whole chapter, and the versions this page was run with
 import copy
 import inspect
 import io
@@ -65,6 +68,7 @@ from bufferbook.checks import error_message
 from bufferbook.training_stack import (Encoder, LazyStats, NaiveRotary,
                                        RotaryTable, format_rope_errors,
                                        init_buffers, rope_error_rows,
+                                       rope_inv_freq,
                                        uninitialized_memory_as_nan)
 from bufferbook.training_stack_compile import (IntStepCounter,
                                                TensorStepCounter,
@@ -97,7 +101,7 @@ print("torch", torch.__version__, "| Python", platform.python_version())
 # cannot be defined in a notebook); each returns plain values, printed below.
 
 # %%
-# two ranks, one gloo process group; every DDP experiment of 6.1 and 6.2
+# Two ranks, one gloo process group; every DDP experiment of 6.1 and 6.2
 ddp = run_two_ranks(ddp_buffer_experiments)
 print("results from ranks", sorted(ddp))
 
@@ -106,7 +110,7 @@ print("results from ranks", sorted(ddp))
 # slot `ptr` points to, so rank 1 writes 11, 12, 13 and the tens digit tells who wrote a key:
 
 # %%
-# the module both ranks train, printed from its source file
+# The module both ranks train, printed from its source file
 Code(inspect.getsource(KeyQueue.forward), language="python")
 
 # %% [markdown]
@@ -117,7 +121,7 @@ Code(inspect.getsource(KeyQueue.forward), language="python")
 # ```
 
 # %%
-# each rank's queue after three steps, per DDP setting
+# Each rank's queue after three steps, per DDP setting
 for setting in ("default", "broadcast_buffers=False"):
     queues = [[int(v) for v in ddp[r]["queue"][setting]["queue"]]
               for r in (0, 1)]
@@ -152,7 +156,7 @@ assert all(ddp[r]["queue"][s]["ptr"] == 3 for r, s in queue)
 # model. Here each rank starts with a buffer `tag` equal to its rank number:
 
 # %%
-# tag on each rank right after DistributedDataParallel(...), per setting
+# Tag on each rank right after DistributedDataParallel(...), per setting
 for setting, result in ddp[1]["init_sync"].items():
     print(f"{setting:<28} rank 0: {ddp[0]['init_sync'][setting]['tag']}"
           f"   rank 1: {result['tag']}")
@@ -265,44 +269,76 @@ assert (bn[0, "default"]["after_training"]
 # records the value `total` holds when each forward starts; rank `r` adds `r + 1`:
 
 # %%
-# the rebinding module, and what each rank saw at the start of each forward
-print(inspect.getsource(Rebinding.forward))
+# The rebinding module, printed from its source file
+Code(inspect.getsource(Rebinding.forward), language="python")
+
+# %% [markdown]
+# ```{admonition} Predict
+# :class: tip
+# Rank 0 adds 1 and rank 1 adds 2 in each of three steps, with DDP's default settings.
+# What does `total` hold on rank 1 at the start of steps 1, 2 and 3?
+# ```
+
+# %%
+# What each rank saw at the start of each forward: the installed DDP, and
+# the same run with DDP's buffer list never refreshed
+print("total at the start of steps 1-3, and at the end")
+print(f"{'':9}{'installed DDP':<14}{'end':<5}list never refreshed")
 for rank in (0, 1):
-    print(f"rank {rank}: total at the start of steps 1-3:",
-          ddp[rank]["rebound"]["seen"], "| after:",
-          ddp[rank]["rebound"]["final"])
+    result = ddp[rank]["rebound"]
+    seen = [int(v) for v in result["seen"]]
+    stale = [int(v) for v in result["seen_without_refresh"]]
+    print(f"rank {rank}   {str(seen):<14}{int(result['final']):<5}{stale}")
 
 # %% tags=["hide-input"]
-# Check: DDP broadcasts the rebound tensor (each step starts equal)
+# Check: DDP broadcasts the rebound tensor (each step starts equal); with
+# the refresh switched off it broadcasts into a tensor the module dropped
 rebound = [ddp[r]["rebound"] for r in (0, 1)]
 assert rebound[0]["seen"] == rebound[1]["seen"] == [0.0, 1.0, 2.0]
 assert [r["final"] for r in rebound] == [3.0, 4.0]
 assert rebound[0]["rebound"] and rebound[1]["rebound"]
+assert rebound[0]["seen_without_refresh"] == [0.0, 1.0, 2.0]
+assert rebound[1]["seen_without_refresh"] == [0.0, 2.0, 4.0]
 # the installed DDP re-reads the module's buffers before every sync
 DDP = nn.parallel.DistributedDataParallel
 sync_source = inspect.getsource(DDP._sync_buffers)
 assert "self._assign_modules_buffers()" in sync_source
+assign_source = inspect.getsource(DDP._assign_modules_buffers)
+assert "self.module.named_buffers()" in assign_source
 
 # %% [markdown]
-# Both ranks start every step from the same value, so the installed DDP broadcasts whatever
-# tensor `total` names *now*: before each sync it re-reads `module.named_buffers()`. Had it
-# broadcast the stale first tensor, rank 1 would have started its steps at 0, 2, 4.
+# 0, 1, 2: rank 0's values. Both ranks start every step from the same value, so the
+# installed DDP broadcasts whatever tensor `total` names *now*: before each sync it re-reads
+# `module.named_buffers()` (`DistributedDataParallel._assign_modules_buffers`). The second
+# run replays the 2021 bug by replacing that refresh with a no-op: DDP then broadcasts into
+# the first tensor, which the module no longer uses, and rank 1 starts its steps at 0, 2, 4,
+# its own values.
 
 # %% [markdown]
 # ## 6.2 SyncBatchNorm, and what to do on a CPU
 #
 # `nn.SyncBatchNorm` computes batch statistics over the batches of *all* ranks, so every rank
-# normalises with, and stores, the same statistics. On a CPU it refuses, twice:
+# normalises with, and stores, the same statistics. `nn.SyncBatchNorm.convert_sync_batchnorm
+# (model)` swaps every BatchNorm layer of a model for one.
+#
+# ```{admonition} Predict
+# :class: tip
+# On a CPU, inside the two-rank gloo process group: does `convert_sync_batchnorm` work? And
+# can the converted model be wrapped in DDP, or called in training mode?
+# ```
 
 # %%
-# SyncBatchNorm on a CPU: the two messages, from the same gloo run
+# SyncBatchNorm on a CPU, from the same gloo run: converting, wrapping in
+# DDP, calling it in training mode
 syncbn = ddp[0]["syncbn"]
+print("convert_sync_batchnorm builds:", syncbn["converted_to"])
 print("wrapping it in DDP:\n ", syncbn["ddp"])
-print("calling it directly:\n ", syncbn["forward"])
-print("convert_sync_batchnorm still builds:", syncbn["converted_to"])
+print("calling it in training mode:\n ", syncbn["forward"])
 
 # %% tags=["hide-input"]
-# Check: exact messages, the same on both ranks
+# Check: exact messages, the same on both ranks; outside a process group,
+# or in eval mode, SyncBatchNorm does not sync, and runs on a CPU as
+# BatchNorm does
 for rank in (0, 1):
     assert ddp[rank]["syncbn"]["ddp"] == (
         "SyncBatchNorm layers only work with GPU modules")
@@ -310,15 +346,39 @@ for rank in (0, 1):
         "SyncBatchNorm expected input tensor to be on GPU or XPU or "
         "privateuseone")
     assert ddp[rank]["syncbn"]["converted_to"] == "SyncBatchNorm"
+assert not torch.distributed.is_initialized()  # this kernel has no group
+torch.manual_seed(0)
+x = torch.randn(8, 2)
+sync_bn, plain_bn = nn.SyncBatchNorm(2), nn.BatchNorm1d(2)
+torch.testing.assert_close(sync_bn(x), plain_bn(x))
+torch.testing.assert_close(sync_bn.running_mean, plain_bn.running_mean)
+forward_source = inspect.getsource(nn.SyncBatchNorm.forward)
+assert "and self.training" in forward_source
+assert "and torch.distributed.is_initialized()" in forward_source
 
 # %% [markdown]
+# The conversion works; the model does not. DDP refuses to wrap a CPU model with
+# `SyncBatchNorm` layers, and a `SyncBatchNorm` layer called in training mode inside a
+# process group refuses CPU input. Both refusals come only where it would have to sync:
+# outside a process group, or in `eval()` mode, `SyncBatchNorm` runs on a CPU exactly as
+# BatchNorm does (the hidden check compares the two), which is why a converted model passes
+# single-process tests on a laptop.
+#
+# ```{admonition} Pitfall: converting to SyncBatchNorm in a CPU job
+# :class: warning
+# `model = nn.SyncBatchNorm.convert_sync_batchnorm(model)` in a training script that also
+# runs on CPUs: the conversion succeeds, and the job fails later, at
+# `DistributedDataParallel(model)`. **Fix:** convert only when each rank has a GPU
+# (`if torch.cuda.is_available()`), and on CPUs keep BatchNorm with one of the fixes below.
+# ```
+#
 # On a CPU the choices are: keep plain BatchNorm and make the ranks' statistics agree before
 # evaluating or saving (`broadcast_buffers_from` or `average_buffers`, section 6.1), or use a
 # normalisation that keeps no running statistics at all, such as GroupNorm or LayerNorm,
 # which have no buffers:
 
 # %%
-# normalisation layers and the buffers they keep
+# Normalisation layers and the buffers they keep
 for layer in (nn.BatchNorm1d(4), nn.GroupNorm(2, 4), nn.LayerNorm(4)):
     names = [name for name, _ in layer.named_buffers()]
     print(f"{type(layer).__name__:<12}", names)
@@ -371,7 +431,7 @@ else:
 # ```
 
 # %%
-# cast a model to bfloat16 and list its buffers' dtypes
+# Cast a model to bfloat16 and list its buffers' dtypes
 model = Encoder(dim=8).to(torch.bfloat16)
 for name, buffer in model.named_buffers():
     print(f"{name:<24} {buffer.dtype}")
@@ -393,7 +453,7 @@ assert dtypes == {"norm.running_mean": torch.bfloat16,
 # table. Calling `.float()` on the rounded buffer later does not bring the digits back.
 
 # %%
-# largest angle and cosine error when inv_freq was rounded, by position
+# Largest angle and cosine error when inv_freq was rounded, by position
 rows = rope_error_rows([torch.bfloat16, torch.float16],
                        positions=[128, 1024, 4096, 32768])
 print(format_rope_errors(rows))
@@ -432,7 +492,7 @@ assert not torch.equal(exact.to(torch.bfloat16).float(), exact)
 # multiply in a Linear layer) run in bfloat16, but no parameter or buffer is cast:
 
 # %%
-# autocast: the Linear runs in bfloat16, the buffers stay float32
+# Autocast: the Linear runs in bfloat16, the buffers stay float32
 torch.manual_seed(0)
 model = Encoder(dim=8)
 with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -466,7 +526,7 @@ torch.testing.assert_close(model.rotary.inv_freq, NaiveRotary(8).inv_freq,
 Code(inspect.getsource(RotaryTable), language="python")
 
 # %%
-# the same cast as above, with RotaryTable in the model
+# The same cast as above, with RotaryTable in the model
 model = Encoder(dim=8, rotary=RotaryTable).to(torch.bfloat16)
 print("running_mean:", model.norm.running_mean.dtype,
       "| inv_freq:", model.rotary.inv_freq.dtype)
@@ -484,6 +544,10 @@ for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(),
 assert model.norm.running_mean.dtype == torch.bfloat16
 assert nn.RNNBase._apply is not nn.Module._apply  # torch overrides it too
 assert "self._init_flat_weights()" in inspect.getsource(nn.RNNBase._apply)
+# every conversion named above goes through Module._apply
+for method in (nn.Module.to, nn.Module.half, nn.Module.bfloat16,
+               nn.Module.cuda, nn.Module.to_empty):
+    assert "return self._apply(" in inspect.getsource(method), method
 
 # %% [markdown]
 # ## 6.4 Meta-device init: what `to_empty` leaves behind
@@ -507,7 +571,7 @@ assert "self._init_flat_weights()" in inspect.getsource(nn.RNNBase._apply)
 # ```
 
 # %%
-# build on meta, allocate with to_empty, load a checkpoint
+# Build on meta, allocate with to_empty, load a checkpoint
 torch.manual_seed(0)
 trained = Encoder(dim=4)
 trained(torch.randn(16, 4) + 3.0, torch.arange(4))  # one step: running stats
@@ -530,6 +594,13 @@ for name in ("norm.running_mean", "norm.running_var",
     assert torch.equal(fresh.get_buffer(name), trained.get_buffer(name))
 assert torch.isnan(fresh.rotary.inv_freq).all()
 assert "rotary.inv_freq" not in trained.state_dict()   # non-persistent
+# to_empty is torch.empty_like of every tensor; the switch fills integers
+# with their largest value
+assert "torch.empty_like(t, device=device)" in inspect.getsource(
+    nn.Module.to_empty)
+with uninitialized_memory_as_nan():
+    unwritten = torch.empty(2, dtype=torch.long)
+assert unwritten.tolist() == [torch.iinfo(torch.long).max] * 2
 
 # %% [markdown]
 # NaN: nothing ever wrote `inv_freq`. `to_empty` replaced every parameter and buffer with
@@ -543,7 +614,7 @@ assert "rotary.inv_freq" not in trained.state_dict()   # non-persistent
 # torch:
 
 # %%
-# to_empty on a module whose table is already on the CPU
+# To_empty on a module whose table is already on the CPU
 table = NaiveRotary(8)
 print("before:", table.inv_freq)
 with uninitialized_memory_as_nan():
@@ -567,7 +638,7 @@ assert torch.isnan(table.inv_freq).all()
 # ```
 
 # %%
-# fixes: RotaryTable rebuilds in to_empty; init_buffers for a new model
+# Fixes: RotaryTable rebuilds in to_empty; init_buffers for a new model
 with torch.device("meta"):
     fresh = Encoder(dim=4, rotary=RotaryTable)
 with uninitialized_memory_as_nan():
@@ -591,6 +662,21 @@ for name, buffer in fresh.named_buffers():
         assert not torch.isnan(buffer).any(), name
 for name, buffer in untrained.named_buffers():
     assert torch.equal(buffer, reference.get_buffer(name)), name
+# the third fix: a persistent table comes back from the checkpoint
+class PersistentTable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("inv_freq", rope_inv_freq(8))
+
+
+with torch.device("meta"):
+    meta_table = PersistentTable()
+with uninitialized_memory_as_nan():
+    meta_table.to_empty(device="cpu")
+assert torch.isnan(meta_table.inv_freq).all()
+assert str(meta_table.load_state_dict(PersistentTable().state_dict())) == (
+    "<All keys matched successfully>")
+assert torch.equal(meta_table.inv_freq, rope_inv_freq(8))
 
 # %% [markdown]
 # ## 6.5 `torch.compile`: buffers mutate, Python ints recompile
@@ -603,7 +689,7 @@ for name, buffer in untrained.named_buffers():
 # The two counters below differ only in where the count lives:
 
 # %%
-# a step counter as a Python int, and as a long buffer
+# A step counter as a Python int, and as a long buffer
 Code(inspect.getsource(IntStepCounter) + "\n\n"
      + inspect.getsource(TensorStepCounter), language="python")
 
@@ -620,7 +706,7 @@ Code(inspect.getsource(IntStepCounter) + "\n\n"
 # generation.
 
 # %%
-# graphs compiled over six calls, and the guard that failed each time
+# Graphs compiled over six calls, and the guard that failed each time
 as_int = count_compilations(IntStepCounter(), calls=6)
 as_buffer = count_compilations(TensorStepCounter(), calls=6)
 print("Python int:", as_int.graphs, "graphs; failed guards:")
@@ -642,15 +728,32 @@ assert as_int.hint == (
     "this integer dynamic using "
     "torch._dynamo.config.allow_unspec_int_on_nn_module = True, or "
     "convert this integer into a tensor.")
+# a buffer's dtype and shape are guarded: changing either compiles anew
+from torch._dynamo.utils import counters
+
+torch._dynamo.reset()
+counters.clear()
+guarded = TensorStepCounter()
+step_fn = torch.compile(guarded, backend="eager")
+graphs = []
+for steps in (None, torch.zeros((), dtype=torch.int32),
+              torch.zeros(2, dtype=torch.int32)):
+    if steps is not None:
+        guarded.steps = steps  # still the buffer "steps"
+    step_fn(torch.randn(3))
+    step_fn(torch.randn(3))
+    graphs.append(counters["stats"]["unique_graphs"])
+assert graphs == [1, 2, 3] and "steps" in guarded._buffers
 
 # %% [markdown]
 # Six graphs for the int: Dynamo treats integer attributes of a module as constants and
 # guards on their value (`self.steps == 0`), so each new value fails the guard and triggers
-# a recompilation. A tensor's *value* is not guarded (its dtype, shape and device are), so
-# the buffer version compiles once. And recompiling does not go on forever:
+# a recompilation. A tensor's *value* is not guarded (its dtype and shape are: the hidden
+# check changes each and counts a new graph), so the buffer version compiles once. And
+# recompiling does not go on forever:
 
 # %%
-# ten calls: Dynamo stops at its recompile limit
+# Ten calls: Dynamo stops at its recompile limit
 counter = IntStepCounter()
 as_int = count_compilations(counter, calls=10)
 verdict = "limit reached" if as_int.limit_hit else "still compiling"
@@ -682,7 +785,7 @@ assert counter.steps == 10  # calls 9 and 10 ran, uncompiled
 # compilation in the chapter that generates code.
 
 # %%
-# compile a BatchNorm with the default backend; train both copies three steps
+# Compile a BatchNorm with the default backend; train both copies three steps
 torch._dynamo.reset()
 torch.manual_seed(0)
 eager_bn = nn.BatchNorm1d(3)
@@ -708,12 +811,19 @@ assert compiled_bn.running_mean.data_ptr() == storage
 
 # %% [markdown]
 # **Rebinding a buffer between calls.** A KV cache is often reset by assigning a new tensor:
-# `model.cache = torch.zeros(...)`. In 2023, compiled code kept writing into the old tensor
-# and returned stale values (pytorch/pytorch#115774). Here is that report's example, with
-# `cache` registered as a buffer, run eagerly and compiled:
+# `model.cache = torch.zeros(...)`. Rebinding a module's tensor between calls of compiled
+# code has been reported to go wrong (pytorch/pytorch#115774). Here is such a reset, with
+# `cache` registered as a buffer, run eagerly and compiled.
+#
+# ```{admonition} Predict
+# :class: tip
+# The first call writes 2 at position 0; then the cache is reset by rebinding; the second
+# call writes 1 at position 1. Does the compiled module return `[0, 1]`, as eager code
+# does, or `[2, 1]`, still writing into the old tensor?
+# ```
 
 # %%
-# write x at position pos; reset the cache by rebinding between the two calls
+# Write x at position pos; reset the cache by rebinding between the two calls
 class Cache(nn.Module):
     def __init__(self):
         super().__init__()
@@ -738,12 +848,12 @@ print("compiled:", two_calls(compiled_cache,
                              torch.compile(compiled_cache, backend="eager")))
 
 # %% tags=["hide-input"]
-# Check: the compiled module reads the rebound buffer (#115774: [0, 1])
+# Check: the compiled module reads the rebound buffer: [0, 1]
 expected = torch.tensor([0.0, 1.0])
 assert torch.equal(eager_cache.cache, expected)
 assert torch.equal(compiled_cache.cache, expected)
 assert torch.equal(compiled_cache.get_buffer("cache"), expected)
-# the report's own version, with cache as a plain tensor attribute
+# the same with cache as a plain tensor attribute
 class PlainCache(Cache):
     def __init__(self):
         nn.Module.__init__(self)
@@ -771,11 +881,14 @@ recorded(torch.tensor([1.0]), torch.tensor([0]))
 assert placeholders == ["L_self_buffers_cache_", "L_pos_", "L_x_"]
 
 # %% [markdown]
-# On the installed torch the compiled module sees the new tensor: `[0, 1]`, as eager. (The
-# report expected `[0, 1]` and got `[2, 1]`; the hidden check runs its exact version too,
-# with `cache` as a plain attribute.) The buffer is an *input* of the captured graph (the
-# hidden check records the graph's inputs: `L_self_buffers_cache_`, `L_pos_`, `L_x_`), so
-# the compiled code reads whatever tensor the module holds at each call.
+# On the installed torch the compiled module sees the new tensor: `[0, 1]`, as eager, and so
+# does the same module with `cache` as a plain tensor attribute (the hidden check runs both).
+# The buffer is an *input* of the captured graph (the hidden check records the graph's
+# inputs: `L_self_buffers_cache_`, `L_pos_`, `L_x_`), so the compiled code reads whatever
+# tensor the module holds at each call. This is the default mode. With
+# `mode="reduce-overhead"` the compiled code replays CUDA graphs, which hold on to their
+# inputs' addresses: rebinding then costs a new recording (section 2.8 of
+# [chapter 2](02_full_replacement.ipynb)), and chapter 2's advice, update in place, applies.
 
 # %% [markdown]
 # ## 6.6 `torch.export`: the update as an output
@@ -792,7 +905,7 @@ assert placeholders == ["L_self_buffers_cache_", "L_pos_", "L_x_"]
 # ```
 
 # %%
-# export a module that updates a buffer in place
+# Export a module that updates a buffer in place
 class Total(nn.Module):
     def __init__(self):
         super().__init__()
@@ -817,7 +930,7 @@ for row in signature_rows(exported):
 # naming the buffer the runtime must overwrite.
 
 # %%
-# the functional form that backends consume
+# The functional form that backends consume
 functional = exported.run_decompositions()
 print(functional.graph_module.code.strip().replace(";  ", ";\n    "))
 for row in signature_rows(functional):
@@ -844,15 +957,20 @@ assert original.total.item() == 0.0
 # exported program does change a buffer, but which one?
 
 # %%
-# run the exported program's module; look at the original module's buffer
+# Run the exported program's module; look at the original module's buffer
 runner = exported.module()
 runner(torch.ones(3))
 print("runner.total:", runner.total, "| original.total:", original.total)
 
 # %% tags=["hide-input"]
-# Check: the exported module shares its buffer with the exported one
+# Check: the exported module shares its buffer with the exported one, and
+# a second exported.module() shares it too
 assert runner.total.item() == 3.0 and original.total.item() == 3.0
 assert runner.total is original.total is exported.state_dict["total"]
+second_runner = exported.module()
+second_runner(torch.ones(3))
+assert second_runner.total is runner.total and runner.total.item() == 6.0
+assert original.total.item() == 6.0
 
 # %% [markdown]
 # ```{admonition} Pitfall: the exported program shares buffers with your model
@@ -876,13 +994,21 @@ assert separate.total.item() == 3.0 and kept.total.item() == 0.0
 #
 # `torch.func.grad` and `torch.func.vmap` power per-sample gradients, model ensembles and
 # meta-learning. They are functional: a function may not quietly change a tensor it did not
-# receive as an input. BatchNorm in training mode does exactly that to `running_mean`, so
-# transforms of it fail (pytorch/pytorch#85533). Chapter 3 showed where updates land under
+# receive as an input. BatchNorm in training mode changes three: it counts the batch in
+# `num_batches_tracked` and updates `running_mean` and `running_var` (reported for `vmap` in
+# pytorch/pytorch#85533). Chapter 3 showed where updates land under
 # `torch.func.functional_call` (section 3.8 of
 # [chapter 3](03_inplace_accumulation.ipynb)); here are the transforms.
+#
+# ```{admonition} Predict
+# :class: tip
+# `bn` is a BatchNorm in training mode. Does `torch.func.grad` of a loss through it run?
+# Does `torch.func.vmap(bn)` over a stack of five batches? And what do `bn`'s buffers hold
+# afterwards?
+# ```
 
 # %%
-# grad and vmap of a BatchNorm in training mode
+# Grad and vmap of a BatchNorm in training mode
 torch.manual_seed(0)
 bn = nn.BatchNorm1d(3)
 params = {name: p.detach() for name, p in bn.named_parameters()}
@@ -901,7 +1027,9 @@ print("\nbn after both failures:", bn.running_mean,
       bn.num_batches_tracked.item())
 
 # %% tags=["hide-input"]
-# Check: exact messages
+# Check: exact messages; grad refuses the counter's add_ (with the counter
+# removed it runs, and the statistics update inside batch_norm is let
+# through); the failed vmap had counted the batch before it failed
 assert grad_message == (
     "During a grad (vjp, jvp, grad, etc) transform, the function provided "
     "attempted to call in-place operation (aten::add_.Tensor) that would "
@@ -915,14 +1043,42 @@ assert vmap_message == (
     "`track_running_stats` to be False.If you are using a prebuilt module "
     "and do not need eval mode, please see the functorch website for "
     "resources on how to patch your module to work with vmap")
-# the failed vmap call had counted the batch before it failed
 assert bn.num_batches_tracked.item() == 1
 assert torch.equal(bn.running_mean, torch.zeros(3))
+bn_source = inspect.getsource(nn.modules.batchnorm._BatchNorm.forward)
+assert "self.num_batches_tracked.add_(1)" in bn_source
+# with momentum=None the counter sets the weight of the next batch
+assert ("exponential_average_factor = 1.0 / "
+        "float(self.num_batches_tracked)") in bn_source
+uncounted = nn.BatchNorm1d(3)
+uncounted.num_batches_tracked = None  # no counter: no add_
+
+
+def uncounted_loss(params, x):
+    out = torch.func.functional_call(uncounted, params, (x,))
+    return out.pow(2).mean()
+
+
+torch.func.grad(uncounted_loss)(params, torch.randn(4, 3) + 2)
+assert uncounted.running_mean.abs().sum() > 0
 
 # %% [markdown]
-# Both refuse, and one refusal is not clean: the failed `vmap` call had already added 1 to
-# `num_batches_tracked` before it failed on `running_mean`. Do not reuse a module after such
-# an error without checking its buffers.
+# Both refuse, each at a different buffer. BatchNorm's `forward` first counts the batch with
+# `self.num_batches_tracked.add_(1)`: `grad` refuses exactly that in-place operation on a
+# tensor the function did not receive (the message names `aten::add_.Tensor`). The
+# statistics themselves are updated inside the `batch_norm` operation, which `grad` lets
+# through: with the counter removed, the hidden check's `grad` runs and `running_mean`
+# changes. `vmap` accepts the count (the counter is not batched) and refuses the statistics:
+# one `running_mean` cannot hold the means of five batches. So its refusal is not clean:
+# `num_batches_tracked` reads 1 after the failed call, though `running_mean` is untouched.
+#
+# ```{admonition} Pitfall: a module reused after a failed transform
+# :class: warning
+# Catching the `vmap` error and carrying on with `bn`: its counter already counted a batch
+# that never updated the statistics (with `momentum=None`, the next averages are weighted
+# wrongly). **Fix:** make the transform work instead, below; after any error inside a
+# transform, check or reload the module's buffers before using it again.
+# ```
 #
 # The grad message says what to do: pass the buffers in. With `functional_call(bn, (params,
 # buffers), ...)` the updated tensors are inputs of the transformed function, the gradient
@@ -931,7 +1087,7 @@ assert torch.equal(bn.running_mean, torch.zeros(3))
 # `torch.func.replace_all_batch_norm_modules_`, which sets `track_running_stats=False`.
 
 # %%
-# the fixes: buffers as inputs for grad; eval() or no running stats for vmap
+# The fixes: buffers as inputs for grad; eval() or no running stats for vmap
 buffers = {name: b.clone() for name, b in bn.named_buffers()}
 
 
@@ -976,7 +1132,7 @@ assert bn.num_batches_tracked is None
 # ```
 
 # %%
-# an EMA (decay 0.5) with use_buffers False and True, three training steps
+# An EMA (decay 0.5) with use_buffers False and True, three training steps
 def net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
@@ -1023,6 +1179,10 @@ b.num_batches_tracked.fill_(1000)
 x = torch.randn(8, 3)
 a(x), b(x)
 assert torch.equal(a.running_mean, b.running_mean)
+a, b = nn.BatchNorm1d(3, momentum=None), nn.BatchNorm1d(3, momentum=None)
+b.num_batches_tracked.fill_(1000)
+a(x), b(x)
+assert not torch.allclose(a.running_mean, b.running_mean)
 # torch's own EMA example averages the buffers
 assert "use_buffers=True" in AveragedModel.__doc__
 
@@ -1040,7 +1200,7 @@ assert "use_buffers=True" in AveragedModel.__doc__
 # over the data with `momentum=None`, so they are the plain average over the batches.
 
 # %%
-# recompute the averaged model's statistics on the training batches
+# Recompute the averaged model's statistics on the training batches
 update_bn(batches, ema[False])
 print("after update_bn:", ema[False].module[1].running_mean,
       ema[False].module[1].num_batches_tracked.item())
@@ -1071,8 +1231,14 @@ assert averaged[1].momentum == 0.1  # update_bn restores the momentum
 # are in it and what loading does with the rest.
 #
 # **A buffer registered as `None`.** `register_buffer("mean", None)` reserves a name for a
-# buffer whose shape is known only later. A fresh module has no `"mean"` key, so a trained
-# module's checkpoint does not fit it (pytorch/pytorch#28340):
+# buffer whose shape is known only later: `LazyStats` fills it from its first batch.
+#
+# ```{admonition} Predict
+# :class: tip
+# A trained `LazyStats` is saved; its `state_dict` has a `"mean"` key. A fresh `LazyStats`,
+# whose `mean` is still `None`, loads it. Does `mean` get the saved value? And with
+# `strict=False`?
+# ```
 
 # %%
 # LazyStats: register_buffer("mean", None), filled by the first batch
@@ -1096,7 +1262,9 @@ assert result.unexpected_keys == ["mean"] and result.missing_keys == []
 assert fresh.mean is None and "mean" in fresh._buffers
 
 # %% [markdown]
-# `strict=False` turns the error into a return value, `_IncompatibleKeys(missing_keys,
+# Neither fills it. A `None` buffer is left out of `state_dict()`, so the fresh module has no
+# `"mean"` key and the saved one is *unexpected* (pytorch/pytorch#28340): strict loading
+# raises. `strict=False` turns the error into a return value, `_IncompatibleKeys(missing_keys,
 # unexpected_keys)`, and loads nothing for those keys. Code that ignores the return value
 # (a common way to "fix" the error, see pytorch/pytorch#33043) silently keeps `mean` at
 # `None`.
@@ -1117,7 +1285,7 @@ assert fresh.mean is None and "mean" in fresh._buffers
 # comprehension drops `_metadata`, and with it the version:
 
 # %%
-# a checkpoint without num_batches_tracked, with and without its _metadata
+# A checkpoint without num_batches_tracked, with and without its _metadata
 norm = nn.BatchNorm1d(2)
 full = norm.state_dict()
 print("version in _metadata:", full._metadata[""]["version"])
@@ -1135,6 +1303,11 @@ print("dict comprehension:", target.load_state_dict(comprehension),
 # %% tags=["hide-input"]
 # Check: the version decides; without it the target keeps its own counter
 assert nn.BatchNorm1d._version == 2
+load_source = inspect.getsource(
+    nn.modules.batchnorm._NormBase._load_from_state_dict)
+assert ("if (version is None or version < 2) "
+        "and self.track_running_stats:") in load_source
+assert "# at version 2: added num_batches_tracked buffer" in load_source
 assert full._metadata[""] == {"version": 2}
 assert error_message(target.load_state_dict, with_metadata) == (
     "Error(s) in loading state_dict for BatchNorm1d:\n\t"
@@ -1165,7 +1338,7 @@ assert str(fresh.load_state_dict(old)) == "<All keys matched successfully>"
 # arbitrary classes:
 
 # %%
-# save a whole module and its state_dict; load both with the defaults
+# Save a whole module and its state_dict; load both with the defaults
 model = NaiveRotary(4)
 whole, weights = io.BytesIO(), io.BytesIO()
 torch.save(model, whole)
@@ -1198,6 +1371,8 @@ assert ("In PyTorch 2.6, we changed the default value of the "
 whole.seek(0)
 restored = torch.load(whole, weights_only=False)
 assert torch.equal(restored.inv_freq, model.inv_freq)
+# the pickle names the class by its import path
+assert b"cbufferbook.training_stack\nNaiveRotary\n" in whole.getvalue()
 
 # %% [markdown]
 # A `state_dict` holds tensors only and loads safely; it leaves out non-persistent buffers,
@@ -1210,7 +1385,7 @@ assert torch.equal(restored.inv_freq, model.inv_freq)
 # stores it once. Loading copies key by key into the one shared tensor:
 
 # %%
-# one table registered in two blocks
+# One table registered in two blocks
 class Shared(nn.Module):
     def __init__(self):
         super().__init__()
@@ -1260,35 +1435,61 @@ assert torch.equal(shared.second.table, torch.full((4,), 5.0))
 # %% [markdown]
 # ## 6.10 Small traps
 #
-# **Freezing does not touch buffers.** `model.requires_grad_(False)` freezes parameters;
-# buffers never require grad, and `requires_grad_(True)` does not make them trainable
-# either. A frozen BatchNorm in training mode still updates its statistics: freeze
-# statistics with `eval()`, not with `requires_grad_`.
+# **Freezing does not touch buffers.** Fine-tuning often starts by freezing a pretrained
+# backbone with `backbone.requires_grad_(False)`.
+#
+# ```{admonition} Predict
+# :class: tip
+# A BatchNorm frozen with `requires_grad_(False)` is fed one batch in training mode. Does
+# its `running_mean` change? And after `requires_grad_(True)`, does any buffer require
+# grad?
+# ```
 
 # %%
-# requires_grad_ on a module, and what BatchNorm still does
+# Freeze a BatchNorm with requires_grad_, then feed it one training batch
 torch.manual_seed(0)
 norm = nn.BatchNorm1d(2).requires_grad_(False)
 norm(torch.randn(8, 2) + 5)
-print("parameters that require grad:",
-      [n for n, p in norm.named_parameters() if p.requires_grad])
+trainable = [n for n, p in norm.named_parameters() if p.requires_grad]
+print("parameters that require grad:", trainable)
 print("running_mean after one batch:", norm.running_mean)
 norm.requires_grad_(True)
 print("after requires_grad_(True), buffers that require grad:",
       [n for n, b in norm.named_buffers() if b.requires_grad])
 
 # %% tags=["hide-input"]
-# Check: statistics updated while frozen; buffers never require grad
+# Check: statistics updated while frozen; requires_grad_ visits parameters
+# only, so it leaves every buffer as it was, even one that requires grad
+assert trainable == []
 assert norm.running_mean.abs().sum() > 0
 assert norm.num_batches_tracked.item() == 1
 assert not norm.running_mean.requires_grad
+assert all(p.requires_grad for p in norm.parameters())
+assert "for p in self.parameters():" in inspect.getsource(
+    nn.Module.requires_grad_)
+odd = nn.Module()
+odd.register_buffer("b", torch.ones(2, requires_grad=True))
+assert odd.requires_grad_(False).b.requires_grad
+
+# %% [markdown]
+# `requires_grad_` visits the module's parameters and nothing else. The frozen BatchNorm
+# still updated its statistics, because that update depends on training mode, not on
+# gradients; and `requires_grad_(True)` did not make any buffer trainable.
+#
+# ```{admonition} Pitfall: freezing BatchNorm with requires_grad_(False)
+# :class: warning
+# `backbone.requires_grad_(False)` and then `model.train()`: the weights stay fixed, but
+# every BatchNorm in the backbone keeps moving its statistics towards the new data.
+# **Fix:** call `.eval()` on the BatchNorm layers you want frozen, again after every
+# `model.train()` (section 3.3 of [chapter 3](03_inplace_accumulation.ipynb)).
+# ```
 
 # %% [markdown]
 # **An optimizer given a buffer.** `SGD(list(model.parameters()) + [buffer])` raises no
 # error. A buffer gets no gradient, so every step skips it: it never learns.
 
 # %%
-# the optimizer accepts a buffer; its step leaves it alone
+# The optimizer accepts a buffer; its step leaves it alone
 torch.manual_seed(0)
 norm = nn.BatchNorm1d(2)
 optimizer = torch.optim.SGD(list(norm.parameters()) + [norm.running_mean],
@@ -1314,7 +1515,7 @@ assert torch.equal(before, norm.running_mean)
 # and its fixes).
 
 # %%
-# the buffer is saved by a multiply; then updated through detach()
+# The buffer is saved by a multiply; then updated through detach()
 scale = nn.Module()
 scale.register_buffer("s", torch.ones(2))
 w = torch.ones(2, requires_grad=True)
@@ -1338,11 +1539,11 @@ assert message == (
 
 # %% [markdown]
 # **`del module.name`.** Deleting a buffer unregisters it. Assigning a tensor to the same
-# name afterwards makes a plain attribute, not a buffer: `.to()` will not move it and
-# `state_dict()` will not save it.
+# name afterwards makes a plain attribute, not a buffer: `.to()` will not convert or move it
+# and `state_dict()` will not save it.
 
 # %%
-# delete a buffer, then assign a tensor under the same name
+# Delete a buffer, then assign a tensor under the same name
 holder = nn.Module()
 holder.register_buffer("mask", torch.ones(3))
 del holder.mask
@@ -1356,6 +1557,7 @@ print("after assigning:", holder._buffers,
 # Check: del unregisters; a later assignment is a plain attribute
 assert holder._buffers == {} and list(holder.state_dict()) == []
 assert torch.equal(holder.mask, torch.zeros(3))
+assert holder.double().mask.dtype == torch.float32  # conversions skip it
 missing = error_message(getattr, nn.Module(), "mask",
                         expected=AttributeError)
 assert missing == "'Module' object has no attribute 'mask'"
@@ -1409,20 +1611,23 @@ assert list(holder.state_dict()) == []
 # %% [markdown]
 # ## Summary
 #
-# | situation | what to write | why |
+# | Situation | What to write | Why |
 # |---|---|---|
-# | rank-local state (queue, counter) under DDP | `DDP(model, broadcast_buffers=False)` | by default rank 0's buffers overwrite the others' at every forward |
-# | evaluating or saving BatchNorm after DDP training | `broadcast_buffers_from(model, 0)` or `average_buffers(model)` in every rank, or `SyncBatchNorm` on GPUs | the ranks' statistics differ when training stops |
-# | BatchNorm across ranks on a CPU | plain BatchNorm plus the line above, or GroupNorm / LayerNorm | `SyncBatchNorm` refuses CPU tensors |
-# | low-precision training with float32 tables | `torch.autocast(...)` instead of `model.to(torch.bfloat16)` | autocast casts operations, not buffers |
-# | a table that must stay float32 when the model is cast | rebuild it after `_apply` (`RotaryTable`) | `.float()` cannot undo rounding |
-# | building on the meta device | after `to_empty`: load the checkpoint **and** init the non-persistent buffers | `to_empty` leaves memory unwritten; the checkpoint has no non-persistent keys |
-# | a counter in a compiled module | a `long` buffer updated in place: `self.step.add_(1)` | a Python int recompiles on every value, up to the limit of 8 |
-# | exporting a module with state | export a deep copy, `export(copy.deepcopy(m), args)`; look for `BUFFER_MUTATION` after `run_decompositions()` | the exported module shares your buffers |
-# | `grad` / `vmap` through BatchNorm | pass buffers in `functional_call(m, (params, buffers), x)`; `eval()` or `replace_all_batch_norm_modules_` for `vmap` | transforms refuse hidden in-place updates |
-# | an EMA or SWA model with BatchNorm | `use_buffers=True`, or `update_bn(loader, averaged)` before evaluating | by default the average borrows the live model's statistics |
-# | `load_state_dict(..., strict=False)` | check `result.missing_keys` and `result.unexpected_keys` | mismatches are returned, not raised |
-# | editing a checkpoint | `copy.copy(sd)` then `del`, not a dict comprehension | the comprehension drops `_metadata` and the module versions |
-# | loading a checkpoint | save `state_dict()`, load with the default `weights_only=True` | a whole-module pickle needs `weights_only=False` |
+# | Rank-local state (queue, counter) under DDP | `DDP(model, broadcast_buffers=False)` | by default rank 0's buffers overwrite the others' at every forward (6.1) |
+# | Evaluating or saving BatchNorm after DDP training | `broadcast_buffers_from(model, 0)` or `average_buffers(model)` in every rank, or `SyncBatchNorm` on GPUs | the ranks' statistics differ when training stops (6.1) |
+# | BatchNorm across ranks on a CPU | plain BatchNorm plus the line above, or GroupNorm / LayerNorm; convert to `SyncBatchNorm` only on GPUs | `SyncBatchNorm` refuses CPU tensors where it must sync (6.2) |
+# | Rebinding a buffer (`self.total = self.total + 1`, `model.cache = torch.zeros(...)`) under DDP or `torch.compile` | allowed on the installed torch; in place stays the rule when something else holds the buffer ([chapter 3](03_inplace_accumulation.ipynb)'s table) | DDP re-reads `named_buffers()` before each sync; a compiled graph takes the buffer as an input (6.1, 6.5) |
+# | Low-precision training with float32 tables | `torch.autocast(...)` instead of `model.to(torch.bfloat16)` | autocast casts operations, not buffers (6.3) |
+# | A table that must stay float32 when the model is cast | rebuild it after `_apply` (`RotaryTable`) | `.float()` cannot undo rounding (6.3) |
+# | Building on the meta device | after `to_empty`: load the checkpoint **and** init the non-persistent buffers | `to_empty` leaves memory unwritten; the checkpoint has no non-persistent keys (6.4) |
+# | A counter in a compiled module | a `long` buffer updated in place: `self.step.add_(1)` | a Python int recompiles on every value, up to the limit of 8 (6.5) |
+# | Exporting a module with state | export a deep copy, `export(copy.deepcopy(m), args)`; look for `BUFFER_MUTATION` after `run_decompositions()` | the exported module shares your buffers (6.6) |
+# | `grad` / `vmap` through BatchNorm | pass buffers in `functional_call(m, (params, buffers), x)`; `eval()` or `replace_all_batch_norm_modules_` for `vmap` | transforms refuse hidden in-place updates (6.7) |
+# | An EMA or SWA model with BatchNorm | `use_buffers=True`, or `update_bn(loader, averaged)` before evaluating | by default the average borrows the live model's statistics (6.8) |
+# | `load_state_dict(..., strict=False)` | check `result.missing_keys` and `result.unexpected_keys` | mismatches are returned, not raised (6.9) |
+# | Editing a checkpoint | `copy.copy(sd)` then `del`, not a dict comprehension | the comprehension drops `_metadata` and the module versions (6.9) |
+# | Loading a checkpoint | save `state_dict()`, load with the default `weights_only=True` | a whole-module pickle needs `weights_only=False` (6.9) |
+# | Freezing a pretrained BatchNorm | `.eval()` on it, again after every `model.train()` | `requires_grad_(False)` leaves buffers and their updates alone (6.10) |
 #
-# The exercise for this chapter (exercise 6) is added with the exercises.
+# **Exercise:** [exercise 6](../exercises/ch06_training_stack/ch06_training_stack.ipynb) asks
+# you to apply this chapter's fixes.

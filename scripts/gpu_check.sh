@@ -15,14 +15,15 @@
 # 540, under a 10-minute command limit): each step gets its own limit, cut to what is left, so
 # a slow step never costs the outputs of the ones before it.
 #   1. environment: GPU, driver, torch, CUDA, triton, C compiler           -> summary.log
-#   2. every chapter with `requires-cuda` cells (today chapters 2, 3, 5) executed with nbclient,
+#   2. every chapter with `requires-cuda` cells (today chapters 2, 3, 5, 6) executed with nbclient,
 #      CUDA cells included; written even when a cell fails (allow_errors)  -> notebooks/*.ipynb,
 #                                                                             execute.log
 #   3. benchmarks/buffer_timing.py --json: tables and the targets of
 #      bufferbook.timing.targets, PASS or FAIL                             -> bench.json, summary.log
-#   4. tests/test_timing*.py, the CUDA tests included                      -> tests.log
-#   5. nbval of the chapters of step 2 with REQUIRE_CUDA=1 (CUDA cells run) -> nbval.log
-# That is 5 files plus one notebook per chapter: at most 8 come back, so 3 chapters at most.
+#   4. tests/test_timing*.py, the CUDA tests included                      -> checks.log
+#   5. nbval of the chapters of step 2 with REQUIRE_CUDA=1 (CUDA cells run) -> checks.log
+# That is 4 files plus one notebook per chapter: at most 8 come back, so 4 chapters at most
+# (the script stops before running when there are more).
 # The executed notebooks are what to commit after review (scripts/execute_notebooks.py keeps
 # GPU outputs on later CPU runs). The exit status is that of the first failing step.
 set -u -o pipefail
@@ -81,6 +82,10 @@ for path in sorted(glob.glob("chapters/*.ipynb")):
 PY
 )
 log "chapters with CUDA cells: $(echo $CHAPTERS)"
+if [ "$(echo $CHAPTERS | wc -w)" -gt 4 ]; then
+    log "more than 4 chapters: their notebooks and the 4 logs would not all come back"
+    exit 2
+fi
 
 # 2. execute those chapters on the GPU; every notebook is written, errors and all
 timeout "$(limit 300)" python3 - "$OUT/notebooks" $CHAPTERS <<'PY' 2>&1 | tee "$OUT/execute.log"
@@ -121,17 +126,20 @@ timeout "$(limit 120)" python3 benchmarks/buffer_timing.py --json "$OUT/bench.js
 step $? "benchmarks/buffer_timing.py"
 
 # 4. the timing package's tests, CUDA ones included
+CHECKS="$OUT/checks.log"
+echo "== tests/test_timing*.py" > "$CHECKS"
 timeout "$(limit 120)" python3 -m pytest -p no:cacheprovider -q -rs tests/test_timing*.py \
-    > "$OUT/tests.log" 2>&1
+    >> "$CHECKS" 2>&1
 step $? "tests/test_timing*.py"
-tail -3 "$OUT/tests.log" | tee -a "$SUMMARY"
+tail -3 "$CHECKS" | tee -a "$SUMMARY"
 
 # 5. nbval of the same chapters: CUDA cells must run, not skip (REQUIRE_CUDA=1, conftest.py)
+echo "== nbval with REQUIRE_CUDA=1: $(echo $CHAPTERS)" >> "$CHECKS"
 REQUIRE_CUDA=1 timeout "$(limit 240)" python3 -m pytest -p no:cacheprovider -q -rs --nbval \
     --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg $CHAPTERS \
-    > "$OUT/nbval.log" 2>&1
+    >> "$CHECKS" 2>&1
 step $? "nbval with CUDA: $(echo $CHAPTERS)"
-tail -3 "$OUT/nbval.log" | tee -a "$SUMMARY"
+tail -3 "$CHECKS" | tee -a "$SUMMARY"
 
 log "== overall exit $status after ${SECONDS}s"
 exit $status

@@ -1,7 +1,10 @@
 """bufferbook.timing.device (chapter 5, section 5.1): the simulated asynchronous device."""
-import pytest
+from pathlib import Path
 
-from bufferbook.timing import SimulatedDevice
+import pytest
+import torch
+
+from bufferbook.timing import EVENT_NOT_READY, SimulatedDevice
 
 
 def sim(**kw):
@@ -38,10 +41,20 @@ def test_reading_an_event_before_synchronize_raises():
     start = dev.record_event()
     dev.op("add_", 1 << 20)()
     end = dev.record_event()
-    with pytest.raises(RuntimeError, match="call synchronize"):
+    with pytest.raises(RuntimeError) as caught:
         dev.elapsed_s(start, end)
+    assert str(caught.value) == EVENT_NOT_READY
     dev.synchronize()
     assert dev.elapsed_s(start, end) > 0
+
+
+def test_the_not_ready_message_is_the_one_torch_cuda_event_raises():
+    """torch.cuda.Event.elapsed_time checks query() on both events first (installed source)."""
+    header = Path(torch.__file__).parent / "include" / "c10" / "cuda" / "CUDAEvent.h"
+    source = header.read_text()
+    check = source.index("query() && other.query()")
+    assert source.index(f'"{EVENT_NOT_READY}"') > check
+    assert source.index("C10_CUDA_CHECK(cudaEventElapsedTime") > check
 
 
 def test_graph_capture_records_instead_of_running_and_replays_with_one_launch():

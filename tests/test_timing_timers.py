@@ -1,4 +1,6 @@
 """bufferbook.timing.timers (chapter 5, sections 5.1-5.2): from the naive timer to the lab's."""
+import time
+
 from bufferbook.timing import (SimulatedDevice, Timing, benchmark, benchmark_interleaved,
                                bytes_moved, compare_timers, naive_time, synchronized_time,
                                torch_benchmark_median)
@@ -88,6 +90,25 @@ def test_compare_timers_shows_the_naive_timer_far_below_the_others():
     assert list(out) == ["naive (no sync)", "host clock + sync", "events (lab timer)",
                          "torch.utils.benchmark"]
     assert out["naive (no sync)"] < 0.05 * min(v for k, v in out.items() if "naive" not in k)
+
+
+def test_compare_timers_reports_the_cpu_share_of_each_measurement():
+    dev = sim()
+    op = dev.op("add_", 64 << 20)
+    medians, shares = compare_timers(op, dev, min_run_time=0.05, shares=True)
+    assert list(shares) == list(medians)
+    again = sim()
+    assert medians == compare_timers(again.op("add_", 64 << 20), again,
+                                     min_run_time=0.05)  # the simulation is exact
+    assert all(0 < s <= 1.05 for s in shares.values())  # one busy thread
+
+
+def test_compare_timers_share_drops_while_the_process_sleeps():
+    """A measurement that waits (here: a function that sleeps) shows a share near 0."""
+    medians, shares = compare_timers(lambda: time.sleep(0.002), "cpu", warmup=0, repeats=3,
+                                     min_run_time=0.02, shares=True)
+    assert all(s < 0.5 for s in shares.values())
+    assert all(m >= 0.002 for m in medians.values())
 
 
 def test_timing_statistics():

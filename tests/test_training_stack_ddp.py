@@ -4,6 +4,13 @@ One pair of processes runs every experiment (module fixture); the assertions com
 with each other and with what the same model computes in one process.
 """
 import json
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,6 +89,12 @@ def test_rebound_buffer_is_broadcast(results):
     assert [results[r]["rebound"]["final"] for r in (0, 1)] == [3.0, 4.0]
 
 
+def test_a_stale_buffer_list_broadcasts_the_old_tensor(results):
+    """Issue 63916 replayed: without the refresh, rank 1's rebound total is never synced."""
+    assert results[0]["rebound"]["seen_without_refresh"] == [0.0, 1.0, 2.0]
+    assert results[1]["rebound"]["seen_without_refresh"] == [0.0, 2.0, 4.0]
+
+
 def test_syncbn_refuses_cpu_with_exact_messages(results):
     for rank in (0, 1):
         assert results[rank]["syncbn"] == {
@@ -112,12 +125,47 @@ def test_rank_batches_differ_per_rank_and_repeat():
     assert (b[0].mean() - a[0].mean()).item() > 2.0
 
 
+def _leftovers():
+    """What a run could leave behind: torch's error files and our temporary folders."""
+    tmp = Path(tempfile.gettempdir())
+    return (set(tmp.glob("pytorch-errorfile-*")) | set(tmp.glob("bufferbook-ddp-*")),
+            multiprocessing.active_children())
+
+
+def sleep_a_minute(rank):
+    """A rank that is still running when the caller is interrupted."""
+    time.sleep(60)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure path on a CPU")
-def test_a_failing_rank_raises_in_the_caller():
-    """The GPU worker fails on a CPU build in torch.cuda.set_device; its traceback comes back."""
+def test_a_failing_rank_raises_in_the_caller_and_leaves_nothing_behind():
+    """The GPU worker fails on a CPU build in torch.cuda.set_device; its traceback comes back.
+
+    torch's spawn writes the failing rank's traceback to a file in the temporary folder and
+    does not delete it; run_two_ranks does, and no process or folder is left either.
+    """
     from torch.multiprocessing import ProcessRaisedException
 
+    files_before, _ = _leftovers()
     with pytest.raises(ProcessRaisedException) as caught:
         run_two_ranks(syncbn_on_gpus)
     assert "terminated with the following error" in str(caught.value)
     assert "torch.cuda.set_device(device)" in str(caught.value)
+    files_after, children = _leftovers()
+    assert files_after <= files_before and children == []
+
+
+def test_an_interrupted_caller_ends_both_ranks():
+    """Interrupting the kernel (SIGINT, KeyboardInterrupt) while the ranks run ends them."""
+    files_before, _ = _leftovers()
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_two_ranks(sleep_a_minute)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - started < 30
+    files_after, children = _leftovers()
+    assert files_after <= files_before and children == []

@@ -16,6 +16,7 @@ Each experiment runs in both ranks of a ``gloo`` process group and returns plain
   evaluating or saving (the CPU-side answer to drifting BatchNorm statistics).
 - `syncbn_on_gpus`: the GPU variant (``nccl``, one GPU per rank), for the ``requires-cuda`` cell.
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -42,17 +43,42 @@ def run_two_ranks(worker, backend="gloo", timeout_s=120):
     rendezvous, so no port is needed); ``worker`` must be importable (defined in a module) and
     return something JSON can hold. Returns ``{0: result_of_rank_0, 1: result_of_rank_1}``.
     An exception in either rank is raised here, with that rank's traceback.
+
+    Nothing outlives the call, whatever happens (a failing rank, an interrupted kernel): the
+    ranks still running are ended (`_end_ranks`), the error files torch's ``spawn`` writes to
+    the system's temporary folder for a rank that raised are deleted, and the folder holding
+    the rendezvous file and the results is removed.
     """
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="bufferbook-ddp-") as folder:
-        mp.spawn(_run_rank, args=(worker, backend, folder, timeout_s), nprocs=WORLD_SIZE,
-                 join=True)
+        context = mp.spawn(_run_rank, args=(worker, backend, folder, timeout_s),
+                           nprocs=WORLD_SIZE, join=False)
+        try:
+            while not context.join():
+                pass
+        finally:
+            _end_ranks(context)
         results = {}
         for rank in range(WORLD_SIZE):
             with open(os.path.join(folder, f"rank{rank}.json"), encoding="utf8") as handle:
                 results[rank] = json.load(handle)
     return results
+
+
+def _end_ranks(context, grace_s=5):
+    """Terminate (then kill) the ranks of ``context`` still alive; delete torch's error files."""
+    for process in context.processes:
+        if process.is_alive():
+            process.terminate()
+    for process in context.processes:
+        process.join(grace_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    for path in context.error_files:  # written by a rank that raised; torch leaves them
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _run_rank(rank, worker, backend, folder, timeout_s):
@@ -218,15 +244,29 @@ class Rebinding(nn.Module):
 
 
 def rebound_buffer(rank, steps=3):
-    """Chapter 6, section 6.1: what ``total`` held at the start of each forward, per rank."""
-    torch.manual_seed(0)
-    module = Rebinding()
-    ddp, _ = _wrap(module, "default")
-    first = module.total
-    for _ in range(steps):
-        ddp(torch.randn(1, 2)).sum().backward()
-    return {"seen": module.seen, "final": module.total.item(),
-            "rebound": module.total is not first}
+    """Chapter 6, section 6.1: what ``total`` held at the start of each forward, per rank.
+
+    ``seen`` and ``final`` come from the installed DDP. ``seen_without_refresh`` replays
+    pytorch/pytorch#63916: the same run with DDP's refresh of its buffer list
+    (``_assign_modules_buffers``, called before every sync since PR #64472) replaced by a
+    no-op, so DDP keeps broadcasting the tensors it listed when it was built.
+    """
+    out = {}
+    for refresh in (True, False):
+        torch.manual_seed(0)
+        module = Rebinding()
+        ddp, _ = _wrap(module, "default")
+        if not refresh:
+            ddp._assign_modules_buffers = lambda: None  # the list goes stale
+        first = module.total
+        for _ in range(steps):
+            ddp(torch.randn(1, 2)).sum().backward()
+        if refresh:
+            out.update(seen=module.seen, final=module.total.item(),
+                       rebound=module.total is not first)
+        else:
+            out["seen_without_refresh"] = module.seen
+    return out
 
 
 def syncbn_on_cpu(rank):

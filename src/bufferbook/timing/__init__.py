@@ -25,7 +25,8 @@ Times are in seconds unless a name says ``_us``; bandwidth in GB/s, where
 1 GB = 10**9 bytes.
 """
 from bufferbook.timing.clocks import CudaClock, HostClock, clock, is_cuda
-from bufferbook.timing.device import SimEvent, SimGraph, SimKernel, SimulatedDevice
+from bufferbook.timing.device import (EVENT_NOT_READY, SimEvent, SimGraph, SimKernel,
+                                      SimulatedDevice)
 from bufferbook.timing.experiments import (bandwidth_rows, copy_ceiling_gbs, out_of_place_rows,
                                            timing_rows)
 from bufferbook.timing.figures import bandwidth_figure, timing_methods_figure
@@ -45,7 +46,7 @@ from bufferbook.timing.widget import (is_launch_bound, launch_bound_picker, simu
                                       timings_alt, timings_state_html)
 
 __all__ = [
-    "ACCESSES", "BufferUpdates", "CudaClock", "HostClock", "SimEvent", "SimGraph", "SimKernel",
+    "ACCESSES", "BufferUpdates", "EVENT_NOT_READY", "CudaClock", "HostClock", "SimEvent", "SimGraph", "SimKernel",
     "SimulatedDevice", "TARGETS", "Timing", "achieved_gbs", "allocated_bytes",
     "bandwidth_figure", "bandwidth_rows", "benchmark", "benchmark_interleaved",
     "beyond_cache_numel", "buffer_update_ops", "bytes_moved", "clock", "compare_timers",

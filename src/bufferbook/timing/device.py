@@ -11,6 +11,10 @@ import torch
 
 from bufferbook.timing.traffic import bytes_moved
 
+#: What ``torch.cuda.Event.elapsed_time`` raises (RuntimeError) when either event has not been
+#: reached yet: torch checks both events with ``query()`` first (``c10/cuda/CUDAEvent.h``).
+EVENT_NOT_READY = "Both events must be completed before calculating elapsed time."
+
 
 @dataclass(frozen=True)
 class SimEvent:
@@ -53,9 +57,10 @@ class SimulatedDevice:
     GPU) and returns at once; the kernel runs when the device is free and takes
     ``kernel_floor_us + nbytes / bandwidth``. `synchronize` makes the host wait for the device.
     `record_event` / `elapsed_s` behave like ``torch.cuda.Event``: an event is stamped when the
-    device reaches it, and reading an event the device has not reached raises RuntimeError (CUDA
-    raises "device not ready"). ``kernels`` is the profiler's view: every kernel with its start
-    and end. Nothing is random, so every figure it gives is exact and repeatable.
+    device reaches it, and reading an event the device has not reached raises RuntimeError with
+    the message of ``torch.cuda.Event.elapsed_time`` (`EVENT_NOT_READY`). ``kernels`` is the
+    profiler's view: every kernel with its start and end. Nothing is random, so every figure it
+    gives is exact and repeatable.
     """
 
     def __init__(self, launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0,
@@ -137,10 +142,12 @@ class SimulatedDevice:
         return SimEvent(max(self.host_us, self.busy_until_us))
 
     def elapsed_s(self, start, end):
-        """Seconds between two events; both must have been reached (synchronize first)."""
+        """Seconds between two events; both must have been reached (synchronize first).
+
+        Raises RuntimeError(`EVENT_NOT_READY`) otherwise, word for word what torch raises.
+        """
         if max(start.time_us, end.time_us) > self.host_us:
-            raise RuntimeError("event not reached yet: call synchronize() before reading it "
-                               "(CUDA raises 'device not ready')")
+            raise RuntimeError(EVENT_NOT_READY)
         return (end.time_us - start.time_us) * 1e-6
 
     def flush(self):

@@ -7,13 +7,15 @@
 - `benchmark_interleaved`: the same for several functions in turn, one call of each per repeat,
   so that a slow phase of a shared machine hits them all alike (their ratios stay honest).
 - `torch_benchmark_median`: ``torch.utils.benchmark.Timer``'s median, for comparison.
-- `compare_timers`: one function timed by all of them.
+- `compare_timers`: one function timed by all of them (and, if asked, the CPU share this process
+  had during each measurement).
 """
 import statistics
 from dataclasses import dataclass
 
 from bufferbook.timing.clocks import clock
 from bufferbook.timing.device import SimulatedDevice
+from bufferbook.timing.machine import cpu_share
 
 
 @dataclass(frozen=True)
@@ -143,18 +145,25 @@ def torch_benchmark_median(fn, device=None, min_run_time=0.2):
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def compare_timers(fn, device=None, warmup=3, repeats=20, min_run_time=0.2):
+def compare_timers(fn, device=None, warmup=3, repeats=20, min_run_time=0.2, shares=False):
     """Chapter 5, section 5.2: one function timed four ways: {method: median seconds per call}.
 
     Synchronizes between methods, so work left queued by the naive timer is not charged to the
-    next one.
+    next one. With ``shares=True`` returns ``(medians, shares)``: ``shares[method]`` is the
+    share of the wall time this process ran on a CPU while that method measured
+    (`bufferbook.timing.machine.cpu_share`), so each figure can be read with the state of the
+    machine during its own measurement.
     """
     clk = clock(device)
     clk.synchronize()
-    out = {"naive (no sync)": naive_time(fn, device, repeats).median}
-    clk.synchronize()
-    out["host clock + sync"] = synchronized_time(fn, device, warmup, repeats).median
-    out["events (lab timer)"] = benchmark(fn, device, warmup, repeats).median
-    out["torch.utils.benchmark"] = torch_benchmark_median(fn, device, min_run_time)
-    clk.synchronize()
-    return out
+    methods = {
+        "naive (no sync)": lambda: naive_time(fn, device, repeats).median,
+        "host clock + sync": lambda: synchronized_time(fn, device, warmup, repeats).median,
+        "events (lab timer)": lambda: benchmark(fn, device, warmup, repeats).median,
+        "torch.utils.benchmark": lambda: torch_benchmark_median(fn, device, min_run_time),
+    }
+    out, share = {}, {}
+    for name, measure in methods.items():
+        out[name], share[name] = cpu_share(measure)
+        clk.synchronize()
+    return (out, share) if shares else out
