@@ -39,11 +39,10 @@ c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 
 
-# What replaces a solution region in the student release. Each task's comments and docstring
-# (kept, outside the region) say what to write.
+# What replaces a solution region in the student release. Each question says what the code must
+# do; the answer cell keeps only its signature and docstring.
 c.ClearSolutions.code_stub = {
-    "python": "# YOUR CODE HERE: follow the steps in the comments above, then run the tests below.\n"
-              "raise NotImplementedError(\"write your answer here (see the steps above)\")"
+    "python": "# YOUR CODE HERE\nraise NotImplementedError(\"write your answer here\")"
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 

@@ -118,6 +118,9 @@ def kinds(entry):
     return {f["kind"] for f in entry["demo"]["flags"]}
 
 
+from sandboxed_grading.trees import walk  # noqa: E402
+
+
 def tree_problems(folder):
     """Links, special files and over-deep folders below ``folder`` (never followed)."""
     from sandboxed_grading.trees import find_escapes
@@ -202,7 +205,7 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         tampered = {f.get("cell") for f in report["tamper"]["demo"]["flags"]}
         assert {"q2_visible", "q3_hidden"} <= tampered, report["tamper"]
         verdicts = report["edge-case miss"]["demo"]["verdicts"]
-        assert verdicts["q1"].startswith("fail: failed: the blended values"), verdicts
+        assert verdicts["q1"].startswith("checks that failed: the blended values"), verdicts
         for student in report:
             flagged = bool(kinds(report[student])) or any(
                 v != "pass" for v in report[student]["demo"]["verdicts"].values())
@@ -216,7 +219,8 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
 
     with subtests.test(msg="student code saw no solution, no gradebook, no network"):
         assert listener.received == [], "student code reached the network"
-        outside = [p for p in course.rglob("PWNED") if "autograded" not in p.parts]
+        outside = [rel for rel, _, _ in walk(course, max_depth=12)
+                   if rel.endswith("PWNED") and not rel.startswith("course/autograded")]
         assert outside == [], f"student code wrote outside its folder: {outside}"
         assert manual_scores(course) == [], "student code rewrote its grades in the gradebook"
 
@@ -238,7 +242,9 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         assert "<!--" not in markdown and "<script" not in markdown
 
     with subtests.test(msg="the verdict process exposes nothing"):
-        leaked = [word for word in ("LEAK", "def q1", *seeds_of(course)) if word in markdown
+        probe_lines = [line.strip() for line in (attacks.DEMO / "verdicts.py").read_text().splitlines()
+                       if "ns[" in line]
+        leaked = [word for word in (*probe_lines, *seeds_of(course)) if word in markdown
                   or word in json.dumps(report)]
         assert leaked == [], f"the report shows {leaked}"
 
@@ -247,14 +253,14 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         feedback = course / "course" / "feedback"
         pages = {p.parts[-3]: p.read_text() for p in feedback.glob("*/demo/demo.html")}
         assert set(pages) == set(subs), set(subs) - set(pages)
-        hidden_source = [line for line in (attacks.DEMO / "verdicts.py").read_text().splitlines()
+        hidden_source = [line.strip() for line in (attacks.DEMO / "verdicts.py").read_text().splitlines()
                          if "ns[" in line]
-        forbidden = ["LEAK", secret.read_text().strip(), *seeds_of(course), *hidden_source]
+        forbidden = [secret.read_text().strip(), *seeds_of(course), *hidden_source]
         for student, page in pages.items():
             found = [word for word in forbidden if word in page] + active_content(page)
             assert found == [], f"{student}'s feedback contains {found}"
         assert "Hidden tests of question 1 passed" in pages["honest"]
-        assert "failed: the blended values" in pages["edge-case miss"]
+        assert "checks that failed: the blended values" in pages["edge-case miss"]
         assert tree_problems(feedback) == []
         files = [p for p in feedback.rglob("*") if p.is_file()]
         assert all(p.suffix in (".html", ".txt") for p in files), files
@@ -348,7 +354,7 @@ def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
             got = scores(tmp_path, aid, ["forger"])["forger"]
             assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
             entry = json.loads((tmp_path / "course" / "reports" / f"{aid}.json").read_text())["forger"][aid]
-            assert entry["verdicts"] and all(v.startswith("fail") for v in entry["verdicts"].values()), entry
+            assert entry["verdicts"] and all(v != "pass" for v in entry["verdicts"].values()), entry
             assert "rigged kernel" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
 
 

@@ -95,8 +95,10 @@ class SandboxedExecute(Execute):
         self._check_assign_resources(resources)
         self._output_bytes = {}
         index, stopped, hidden_errors = -1, None, None
+        managers = []
         try:
             with self.setup_kernel():
+                managers.append(self.km)
                 try:
                     info_msg = self.wait_for_reply(self.kc.kernel_info())
                     self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
@@ -129,7 +131,7 @@ class SandboxedExecute(Execute):
                 self._kernel_stopped(exc, index, resources)
             else:
                 self.log.warning("shutting down the stopped kernel failed: %s", exc)
-        if getattr(self.km, "memory_exceeded", False):
+        if any(getattr(km, "memory_exceeded", False) for km in managers):
             report.flag(resources, "memory limit", "the sandbox's processes together used more "
                         "memory than allowed; the largest was killed")
         self.set_widgets_metadata()
@@ -138,8 +140,10 @@ class SandboxedExecute(Execute):
     def _canary_fails(self):
         """Run the canary, a check that must fail; False when the kernel reports no such error."""
         nonce = secrets.token_hex(8)
+        # stop_on_error=False: otherwise ipykernel aborts the next cell if it arrives while the
+        # kernel is still handling the canary's (deliberate) error.
         msg_id = self.kc.execute(CANARY.format(nonce=nonce), store_history=False,
-                                 allow_stdin=False)
+                                 allow_stdin=False, stop_on_error=False)
         reply = self.wait_for_reply(msg_id)
         content = (reply or {}).get("content", {})
         return (content.get("status") == "error" and content.get("ename") == "AssertionError"

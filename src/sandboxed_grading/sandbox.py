@@ -60,6 +60,12 @@ def python_paths():
     return sorted(os.path.realpath(p) for p in paths)
 
 
+def sandbox_python():
+    """This interpreter as the sandbox sees it: through the real path of its environment
+    (a ``.venv`` that is itself a symlink is shown at its real path only)."""
+    return os.path.join(os.path.realpath(sys.prefix), "bin", os.path.basename(sys.executable))
+
+
 def _ancestors(path):
     parts = os.path.realpath(path).strip(os.sep).split(os.sep)
     return [os.sep + os.sep.join(parts[:i]) for i in range(1, len(parts))]
@@ -220,8 +226,11 @@ class Sandbox(LoggingConfigurable):
         if seed is not None:
             args += ["--ro-bind", os.path.realpath(seed), SEED_MOUNT,
                      "--perms", "1777", "--size", str(self.work_size), "--tmpfs", cwd]
+        argv = list(argv)
+        if argv and argv[0] == sys.executable:
+            argv[0] = sandbox_python()
         env = {
-            "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{os.path.dirname(sandbox_python())}:/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "USER": "student",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg",
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -241,7 +250,7 @@ class Sandbox(LoggingConfigurable):
             drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
         if seed is not None:  # copy the submission into the tmpfs, then start argv
-            argv = ["/bin/sh", "-c", f'cp -R -P --preserve=mode,timestamps {SEED_MOUNT}/. . '
+            argv = ["/bin/sh", "-c", f'cp -R -P {SEED_MOUNT}/. . '
                     '&& exec "$@"', "sandbox-start", *argv]
         return args + ["--"] + limits + wall + drop + list(argv)
 

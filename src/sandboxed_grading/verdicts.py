@@ -286,7 +286,7 @@ class CheckVerdicts(NbGraderPreprocessor):
                     "stream", name="stdout",
                     text=f"Hidden tests of question {q[1:]} passed (run by the grader).\n"))
             else:
-                report.set_verdict(resources, q, f"fail: {words}" + (f" [{detail}]" if detail else ""))
+                report.set_verdict(resources, q, words + (f" [{detail}]" if detail else ""))
                 fail_cell(cell, "HiddenTestsFailed", f"question {q[1:]}: {words}")
         return nb, resources
 
@@ -316,7 +316,7 @@ class CheckVerdicts(NbGraderPreprocessor):
         if not found:
             return None, None
         shown = [check for check, _ in found[:3]] + (["..."] if len(found) > 3 else [])
-        words = "failed: " + "; ".join(shown)
+        words = "checks that failed: " + "; ".join(shown)
         detail = "; ".join(f"{check}: {where}" for check, where in found)[:300]
         return words[:400], detail
 
