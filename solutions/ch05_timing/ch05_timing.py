@@ -218,8 +218,9 @@ assert model[1].num_batches_tracked.item() == 1 and model.training
 #
 # *Predict*: what did those 10 µs measure, and roughly how should the two
 # real times compare? Then *explain* in two or three sentences why, and what
-# the timer must do instead (your answer to question 1 runs on the simulated
-# device; the chapter shows the same on a GPU).
+# the timer must do instead (your answer to question 1 does it on the
+# simulated device; on a GPU the calls are `torch.cuda.synchronize()` and CUDA
+# events).
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "explain_answer", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # They measured the launch: a CUDA call returns as soon as the kernel is

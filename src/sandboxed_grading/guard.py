@@ -337,16 +337,33 @@ class RebuildNotebook(NbGraderPreprocessor):
             clear._replace_solution_region(cell, "python")
             return cell
 
-        edited = []
+        edited, relabelled = [], []
         for cell in nb.cells:
             gid = _gid(cell)
-            if gid in by_id and _nbgrader_meta(by_id[gid]).get("locked") and \
+            if gid not in by_id:
+                continue
+            if _nbgrader_meta(by_id[gid]).get("locked") and \
                     cell.get("source", "").strip() != _released_source(by_id[gid]).strip():
                 edited.append(gid)
+            theirs, ours = _nbgrader_meta(cell), _nbgrader_meta(by_id[gid])
+            if any(_as_number(theirs.get(k)) != _as_number(ours.get(k))
+                   for k in ("grade", "solution", "locked", "points")):
+                relabelled.append(gid)
         rebuilt, notes = rebuild(nb, source, stub)
         for note in notes:
             report.flag(resources, "repaired notebook", note)
         for gid in dict.fromkeys(edited):
             report.flag(resources, "tampered cell", "a locked cell was edited; the original "
                         "was put back", gid)
+        for gid in dict.fromkeys(relabelled):
+            report.flag(resources, "tampered cell", "its grading metadata (grade, points, "
+                        "locked or solution) was edited; the original was put back", gid)
         return rebuilt, resources
+
+
+def _as_number(value):
+    """Metadata values compared as nbgrader reads them (False == 0, "2" == 2.0)."""
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return value
