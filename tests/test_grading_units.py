@@ -72,6 +72,20 @@ def test_error_words_repeat_only_builtin_exception_names():
     assert smuggled not in error_words(smuggled) and "exception" in error_words(smuggled)
 
 
+def test_a_verdict_never_repeats_text_from_the_verdict_process():
+    from types import SimpleNamespace
+
+    from sandboxed_grading.verdicts import ProbeRun
+    reference = ProbeRun({"q1": {"question": "q1", "ok": True, "value": encode({"out": 1.0})}},
+                         [], True, "")
+    spec = SimpleNamespace(rtol=1e-5, atol=1e-6)
+    for error in ("ValueError: seed=123 def q1", "SeedIs123", "ValueError"):
+        run = ProbeRun({"q1": {"question": "q1", "ok": False, "error": error}}, [], True, "")
+        words, detail = CheckVerdicts()._judge("q1", reference, run, set(), spec, {})
+        assert "123" not in words + detail and "def q1" not in words + detail, (words, detail)
+    assert detail == "raised ValueError" and "ValueError" in words
+
+
 def test_duplicate_or_stray_records_are_forgeries():
     record = json.dumps({"question": "q1", "ok": True, "value": 1})
     run = CheckVerdicts._parse(f"{record}\n{record}\nnot json\n{{\"done\": true}}\n".encode(), "")

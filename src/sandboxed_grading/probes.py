@@ -1,4 +1,4 @@
-"""The verdict process: ``python -I -m sandboxed_grading.probes``, run inside the sandbox.
+"""The verdict process: ``main()`` of this module, run inside the sandbox by ``CheckVerdicts``.
 
 It reads one JSON request on stdin: the instructor's ``verdicts.py`` source and a list of steps,
 each either a notebook cell to run (``{"cell": source}``) or a probe to call

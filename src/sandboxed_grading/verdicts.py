@@ -308,7 +308,9 @@ class CheckVerdicts(NbGraderPreprocessor):
             return ("the hidden tests did not finish: your code ran too long, used too much "
                     "memory, or stopped the process", "verdict process stopped early")
         if not got["ok"]:
-            return error_words(got.get("error")), f"raised {got.get('error')!s:.60}"
+            error = got.get("error")
+            shown = error if isinstance(error, str) and error in BUILTIN_ERRORS else "an exception"
+            return error_words(error), f"raised {shown}"
         try:
             found = differences(got["value"], want["value"], spec.rtol, spec.atol)
         except (AttributeError, KeyError, TypeError, ValueError):  # a forged record's shape
@@ -371,12 +373,16 @@ class CheckVerdicts(NbGraderPreprocessor):
         step_timeout = self.step_timeout or Execute(config=self.config).timeout or 60
         request = json.dumps({"verdicts": spec_source, "steps": program,
                               "step_timeout": step_timeout}).encode()
-        argv = [sys.executable, "-I", "-m", "sandboxed_grading.probes"]
+        # This very copy of sandboxed_grading runs the probes, whatever ``-I`` would import.
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        argv = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {package_root!r}); "
+                "from sandboxed_grading.probes import main; main()"]
         group = None
         if sandbox.check(self.log):
             uid = sandbox.new_uid()
             group = sandbox.group(uid)
-            cmd = sandbox.command(argv, cwd=cwd, seed=cwd, uid=uid, wall_time=self.wall_time)
+            cmd = sandbox.command(argv, cwd=cwd, seed=cwd, readonly=[package_root], uid=uid,
+                                  wall_time=self.wall_time)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:  # the instructor allowed grading without the sandbox
             cmd, env = argv, {**os.environ, "NBGRADER_EXECUTION": "autograde"}
