@@ -36,6 +36,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from nbgrader_course import (ASSIGNMENTS, BIN, ROOT, active_content, answer_cell, nbgrader,
                              planted_wrong_answers, scores, submit)
+from sandboxed_grading.report import escape
 from sandboxed_grading.sandbox import Sandbox
 from sandboxed_grading.verdicts import CheckVerdicts, probe_names, steps
 
@@ -218,7 +219,7 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         for student in report:
             flagged = bool(kinds(report[student])) or any(
                 v != "pass" for v in report[student]["demo"]["verdicts"].values())
-            assert (f"### {student} / demo" in markdown) == flagged, student
+            assert (f"### {escape(student)} / demo" in markdown) == flagged, student
 
     with subtests.test(msg=f"the memory cap holds for the sandbox as a whole ({memory_cap})"):
         out = nbformat.read(course / "course" / "autograded" / "hog" / "demo" / "demo.ipynb", 4)
