@@ -292,11 +292,10 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
 
 def test_a_killed_run_is_resumed(tmp_path):
     """kill -9 while a submission is being graded: the next run grades it again, from the start,
-    and says so; the submission graded after it is graded too."""
+    and says so (stock nbgrader skips it: its autograded folder exists)."""
     require_sandbox()
     course = demo_course(tmp_path)
-    submit_all(course, {"first": (attacks.demo_solutions(), None),
-                        "second": (attacks.demo_solutions(), None)})
+    submit_all(course, {"first": (attacks.demo_solutions(), None)})
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={TIMEOUT}"],
                             cwd=course, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -310,7 +309,7 @@ def test_a_killed_run_is_resumed(tmp_path):
     assert half_done.exists(), "the run was killed before it reached the first submission"
     again = nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
     assert "Skipping existing assignment" not in again.stdout + again.stderr
-    assert demo_scores(course, ["first", "second"]) == {"first": attacks.FULL, "second": attacks.FULL}
+    assert demo_scores(course, ["first"]) == {"first": attacks.FULL}
     report, _ = read_report(course)
     assert "interrupted" in kinds(report["first"]), report["first"]
     assert not list((course / "course" / "in-progress").glob("*")), "marks cleared"
