@@ -332,12 +332,15 @@ class CheckVerdicts(NbGraderPreprocessor):
                 copy = nbformat.from_dict(json.loads(json.dumps(cell)))
                 clear._replace_solution_region(copy, "python")
                 stubs[grade_id(cell)] = copy.source.strip()
+        # cells of the assignment without a grade id (a set-up cell) are not the student's own
+        plain = {c.source.strip() for c in source_nb.cells if not grade_id(c)}
         for cell in nb.cells:
             gid = grade_id(cell)
             if gid in stubs:
                 if cell.source.strip() != stubs[gid]:
                     return True
-            elif not gid and cell.cell_type == "code" and cell.source.strip():
+            elif not gid and cell.cell_type == "code" and cell.source.strip() \
+                    and cell.source.strip() not in plain:
                 return True
         return False
 
