@@ -27,31 +27,35 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(HERE, "course", "gradeboo
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
 
 # `nbgrader zip_collect <assignment>`: put the files or zip archives downloaded from your LMS in
-# course/downloaded/<assignment>/archive/, each notebook named <student_id>__<assignment>.ipynb.
+# course/downloaded/<assignment>/archive/, each notebook named <student_id>__<assignment>.ipynb
+# (a student's own zip: <student_id>__<assignment>.zip). sandboxed_grading.collect checks names,
+# owners and sizes (book/grading-safely.md, "Collecting submissions").
 c.ZipCollectApp.downloaded_directory = os.path.join("course", "downloaded")
-c.FileNameCollectorPlugin.named_regexp = (
-    r".*/(?P<student_id>[A-Za-z0-9.-]+)__(?P<file_id>[A-Za-z0-9_]+\.ipynb)$")
+# `nbgrader export` writes here, inside the git-ignored workspace (not the repository root).
+c.ExportPlugin.to = os.path.join(HERE, "course", "grades.csv")
 
-# A student who deletes or edits a test cell gets it back (otherwise it scores 0 silently).
-c.OverwriteCells.add_missing_cells = True
 # Each cell gets this long when grading; an infinite loop fails its cell, grading goes on.
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 
 
-# What replaces a solution region in the student release. Each task's comments and docstring
-# (kept, outside the region) say what to write.
+# What replaces a solution region in the student release. Each question says what the code must
+# do; the answer cell keeps only its signature and docstring.
 c.ClearSolutions.code_stub = {
-    "python": "# YOUR CODE HERE: follow the steps in the comments above, then run the tests below.\n"
-              "raise NotImplementedError(\"write your answer here (see the steps above)\")"
+    "python": "# YOUR CODE HERE\nraise NotImplementedError(\"write your answer here\")"
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # ---- Sandboxed autograding (src/sandboxed_grading; instructor guide: book/grading-safely.md) ----
-# Student code runs in bubblewrap (no network, no solutions/, course/ or home; limits on memory,
-# processes, file size and time); solutions/<aid>/verdicts.py probes are compared with the
-# reference solution outside the student's process; dead kernels and unreadable notebooks are
-# scored 0 instead of dropped; course/reports/<aid>.md lists every flagged submission.
+# Student code runs in bubblewrap (no network, no solutions/, course/ or home; a tmpfs copy of
+# its folder; caps on memory and processes of the whole sandbox, disk, file size and time).
+# Hidden test cells (qN_hidden) never run in the student's kernel: solutions/<aid>/verdicts.py
+# probes are compared with the reference solution outside it. Submitted folders are cleaned
+# before nbgrader reads them (links, deep trees, huge files go to course/quarantine/); missing,
+# duplicated or unknown cells are repaired; dead kernels and unreadable notebooks are scored 0
+# instead of dropped; a killed run is resumed; course/reports/<aid>.md explains every flag.
+# zip_collect, feedback (offline, escaped, no hidden tests), the release (no jupytext pairing)
+# and validate (no false "Success") are configured here too.
 # No sandbox here? Grading refuses; SANDBOXED_GRADING_ALLOW_UNSANDBOXED=1 overrides (unsafe).
 from sandboxed_grading import configure as _sandboxed_grading  # noqa: E402
 

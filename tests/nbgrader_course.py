@@ -88,11 +88,34 @@ def scores(course, aid, students):
     return out
 
 
-def planted_wrong_answers(aid):
-    """{question: wrong answer cell source} from tests/planted/<aid>.py (it must exist)."""
+def planted_wrong_answers(aid, kind="WRONG_ANSWERS"):
+    """{question: wrong answer cell source} from tests/planted/<aid>.py (it must exist):
+    ``WRONG_ANSWERS`` fail the visible and the hidden tests, ``HIDDEN_ONLY`` only the hidden."""
     path = ROOT / "tests" / "planted" / f"{aid}.py"
     assert path.is_file(), f"{path} is missing: every assignment needs planted wrong answers"
     spec = importlib.util.spec_from_file_location(f"planted_{aid}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.WRONG_ANSWERS
+    return getattr(module, kind)
+
+
+def active_content(html):
+    """What in an HTML page would run or fetch something: script elements, on* event handler
+    attributes, and src/href URLs with a scheme (http:, https:, javascript:...)."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Finder(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "iframe", "object", "embed"):
+                found.append(f"<{tag}>")
+            for name, value in attrs:
+                if name.startswith("on"):
+                    found.append(f"<{tag} {name}=...>")
+                if name in ("src", "href") and value and ":" in value.split("/")[0] \
+                        and not value.startswith("data:image/"):
+                    found.append(f"<{tag} {name}={value[:60]}>")
+
+    Finder().feed(html)
+    return found

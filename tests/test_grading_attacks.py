@@ -1,21 +1,28 @@
-"""Cheating at autograding, tried against the real `nbgrader autograde` with this repo's config.
+"""Cheating at autograding, and honest slips, tried against the real nbgrader with this repo's config.
 
-Every attack a dishonest student can plant in a notebook (tests/fixtures/grading/attacks.py) is
-graded in a temporary course: input and AST transformers, a custom exception handler, pre_run_cell
-and sys.settrace hooks, monkeypatched torch and builtins, reading solutions/ and the gradebook,
-writing outside the submission, the network, a submitted symlink, forged verdict records, fork
-and memory bombs, huge output, os._exit, an endless cell that ignores interrupts, tampered and
-deleted test cells, invalid JSON. Each must score 0 on the questions it attacks, while the honest
-solution keeps full marks, no submission is dropped, and the report names every flagged one.
-Then every assignment in solutions/ gets a forger that swallows its test errors and patches torch
-over the planted wrong answers: its verdicts.py must take all the points away.
+Every attack a dishonest student can plant in a notebook or a submitted folder
+(tests/fixtures/grading/attacks.py) is graded in a temporary course, in one autograde call:
+input and AST transformers, pre_run_cell and sys.settrace hooks, monkeypatched torch and
+builtins, reading solutions/ and the gradebook, writing outside the submission, the network, a
+submitted symlink, a submitted and a generated directory tree 1,500 levels deep with links to the
+instructor's files, a stack walk for the verdict request, a script in Markdown, a grade id that
+writes Markdown, a full disk, memory over the sandbox's cap, forged verdict records, fork and
+memory bombs, huge output, os._exit, an endless cell that ignores interrupts, tampered and
+deleted test cells, invalid JSON. Each must score what attacks.expected_demo says (never a hidden
+point for a wrong answer), honest slips (deleted, duplicated and unknown cells, a notebook without
+metadata) keep full marks, no submission is dropped, the report names every flagged one, and the
+feedback pages run no script, load nothing from the network and show no hidden test. A run killed
+with kill -9 is resumed. Then every assignment in solutions/ gets a forger that hides its errors
+and patches torch over answers that fail only the hidden tests: it must get 0.
 
 Needs bubblewrap (scripts/system-deps.sh installs it); without it these tests skip, except under
 CI=true where they fail.
 """
 import json
 import os
+import re
 import shutil
+import stat
 import socket
 import subprocess
 import sys
@@ -27,10 +34,11 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from nbgrader_course import (ASSIGNMENTS, BIN, ROOT, answer_cell, nbgrader, planted_wrong_answers,
-                             scores, submit)
+from nbgrader_course import (ASSIGNMENTS, BIN, ROOT, active_content, answer_cell, nbgrader,
+                             planted_wrong_answers, scores, submit)
+from sandboxed_grading.report import escape
 from sandboxed_grading.sandbox import Sandbox
-from sandboxed_grading.verdicts import CheckVerdicts, compare, probe_names, steps, tolerance
+from sandboxed_grading.verdicts import CheckVerdicts, probe_names, steps
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "grading"))
 import attacks  # noqa: E402
@@ -111,14 +119,53 @@ def kinds(entry):
     return {f["kind"] for f in entry["demo"]["flags"]}
 
 
+from sandboxed_grading.trees import walk  # noqa: E402
+
+
+def tree_problems(folder):
+    """Links, special files and over-deep folders below ``folder`` (never followed)."""
+    from sandboxed_grading.trees import find_escapes
+    return find_escapes(folder, max_depth=32) if folder.exists() else []
+
+
+def seeds_of(course):
+    """The demo's per-question seeds, as the grader derives them from the course secret."""
+    checker = CheckVerdicts(config=load_config(course))
+    from nbgrader.coursedir import CourseDirectory
+    coursedir = CourseDirectory(config=checker.config)
+    return [str(checker._seed(coursedir, f"demo/demo/q{n}")) for n in (1, 2, 3)]
+
+
+def memory_cap_kind():
+    """The sandbox-wide memory cap this machine gives the grader ("cgroup v1", "watchdog"...)."""
+    from sandboxed_grading.limits import SandboxGroup
+    group = SandboxGroup(2**30, 8)
+    group.stop()
+    return group.kind
+
+
+def load_config(course):
+    from traitlets.config.loader import PyFileConfigLoader
+    cwd = os.getcwd()
+    os.chdir(course)
+    try:
+        return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    finally:
+        os.chdir(cwd)
+
+
 # Each expensive batch is one test (with subtests), so that pytest-xdist never grades it twice.
 
 def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
-    """One autograde call grades the honest, blank and every dishonest demo submission; the two
-    that never finish a cell are graded meanwhile, with a short timeout, in a second course."""
+    """One autograde call grades the honest, blank and every dishonest or sloppy demo submission;
+    the two that never finish a cell are graded meanwhile, with a short timeout, in a second
+    course. Then one generate_feedback call, whose pages are checked too."""
     require_sandbox()
     listener = Listener()
     course, slow = demo_course(tmp_path / "main"), demo_course(tmp_path / "slow")
+    secret = course / "course" / "verdict-secret"
+    source = course / "solutions" / "demo" / "demo.ipynb"
+    source_mode = stat.S_IMODE(source.stat().st_mode)
     subs, slow_subs = attacks.demo_submissions(listener.port), attacks.demo_slow_submissions()
     del subs["custom exception handler"]  # no effect even on stock nbgrader (compare_stock.py)
     submit_all(course, subs)
@@ -127,17 +174,18 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
     slow_run = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={SLOW_TIMEOUT}"],
                                 cwd=slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     start = time.monotonic()
-    nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
+    run = nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
     print(f"sandboxed autograde: {len(subs)} submissions in {time.monotonic() - start:.0f} s")
     slow_run.wait(timeout=600)
     listener.sock.close()
     got = demo_scores(course, subs)
     report, markdown = read_report(course)
+    memory_cap = memory_cap_kind()
 
     for student in subs:
         with subtests.test(msg=student):
             assert got[student] is not None, f"{student}: dropped from the gradebook"
-            assert got[student] == attacks.expected_demo(student), (
+            assert got[student] == attacks.expected_demo(student, memory_cap), (
                 f"{student}: {got[student]}; report: {report.get(student)}")
 
     slow_got, (slow_report, _) = demo_scores(slow, slow_subs), read_report(slow)
@@ -151,29 +199,84 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         assert set(report) == set(subs)
         unsandboxed = {s for s in report if report[s]["demo"]["sandboxed"] is not True}
         assert unsandboxed == {"invalid-json"}, "everything else ran in the sandbox (nothing of it ran)"
-        for student in ("honest", "blank"):
+        for student in ("honest", "blank", "edge-case miss"):
             assert kinds(report[student]) == set(), f"{student} flagged: {report[student]}"
         for student in ("input transformer", "AST transformer", "pre_run_cell hook", "sys.settrace hook",
-                        "monkeypatched torch", "monkeypatched builtins"):
-            assert "verdict overruled" in kinds(report[student]), f"{student}: {report[student]}"
+                        "monkeypatched torch", "monkeypatched builtins", "forged-records"):
+            assert "rigged kernel" in kinds(report[student]), f"{student}: {report[student]}"
         expected = {"suicide": "kernel died", "bombs": "huge output", "invalid-json": "invalid notebook",
-                    "forged-records": "forged record", "symlink": "sandbox violation",
-                    "snoop": "sandbox violation"}
+                    "forged-records": "forged record", "symlink": "quarantined file",
+                    "vandal": "quarantined file", "hog": "memory limit"}
         for student, kind in expected.items():
             assert kind in kinds(report[student]), f"{student}: {report[student]}"
-        assert {"deleted cell", "tampered cell"} <= kinds(report["tamper"])
+        for student in ("sloppy", "fresh-notebook"):
+            assert kinds(report[student]) == {"repaired notebook"}, report[student]
+        assert {"repaired notebook", "tampered cell"} <= kinds(report["tamper"])
         tampered = {f.get("cell") for f in report["tamper"]["demo"]["flags"]}
-        assert {"q1_hidden", "q2_visible", "q3_hidden"} <= tampered
+        assert {"q2_visible", "q3_hidden"} <= tampered, report["tamper"]
+        verdicts = report["edge-case miss"]["demo"]["verdicts"]
+        assert verdicts["q1"].startswith("checks that failed: the blended values"), verdicts
         for student in report:
-            assert (f"### {student} / demo" in markdown) == bool(kinds(report[student])), student
+            flagged = bool(kinds(report[student])) or any(
+                v != "pass" for v in report[student]["demo"]["verdicts"].values())
+            assert (f"### {escape(student)} / demo" in markdown) == flagged, student
+
+    with subtests.test(msg=f"the memory cap holds for the sandbox as a whole ({memory_cap})"):
+        out = nbformat.read(course / "course" / "autograded" / "hog" / "demo" / "demo.ipynb", 4)
+        printed = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+        held = re.search(r"held 1.2 GiB at once: (\d) of 4", printed)
+        if memory_cap.startswith("cgroup"):  # the children were killed, the kernel went on
+            assert held and int(held.group(1)) < 3, printed[-500:]
+        else:                                # the watchdog killed the whole sandbox
+            assert not held and "kernel died" in kinds(report["hog"]), printed[-500:]
 
     with subtests.test(msg="student code saw no solution, no gradebook, no network"):
         assert listener.received == [], "student code reached the network"
-        outside = [p for p in course.rglob("PWNED") if "autograded" not in p.parts]
+        outside = [rel for rel, _, _ in walk(course, max_depth=12)
+                   if rel.endswith("PWNED") and not rel.startswith("course/autograded")]
         assert outside == [], f"student code wrote outside its folder: {outside}"
-        assert not (course / "course" / "autograded" / "snoop" / "demo" / "escape").exists(), "link kept"
-        assert not (course / "course" / "submitted" / "symlink" / "demo" / "notes.txt").is_symlink()
         assert manual_scores(course) == [], "student code rewrote its grades in the gradebook"
+
+    with subtests.test(msg="nothing outside a submission was changed, copied or linked"):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, "the verdict secret was chmod-ed"
+        assert stat.S_IMODE(source.stat().st_mode) == source_mode, "the source was chmod-ed"
+        autograded = course / "course" / "autograded"
+        assert tree_problems(autograded) == [], "links or deep trees in autograded/"
+        sizes = {s: sum(f.stat().st_size for f in (autograded / s).rglob("*") if f.is_file())
+                 for s in subs if (autograded / s).exists()}
+        assert max(sizes.values()) < 2**20, f"the disk filler left files behind: {sizes}"
+        quarantine = course / "course" / "quarantine" / "demo" / "vandal"
+        assert quarantine.is_dir() and (course / "course" / "submitted" / "vandal" / "demo" /
+                                        "demo.ipynb").is_file(), "moved, not lost"
+        assert tree_problems(course / "course" / "submitted") == [], "submitted/ cleaned"
+
+    with subtests.test(msg="the report escapes what students control"):
+        assert "\n### honest / demo" not in markdown, "a grade id wrote a heading"
+        assert "<!--" not in markdown and "<script" not in markdown
+
+    with subtests.test(msg="the verdict process exposes nothing"):
+        probe_lines = [line.strip() for line in (attacks.DEMO / "verdicts.py").read_text().splitlines()
+                       if "ns[" in line]
+        leaked = [word for word in (*probe_lines, *seeds_of(course)) if word in markdown
+                  or word in json.dumps(report)]
+        assert leaked == [], f"the report shows {leaked}"
+
+    with subtests.test(msg="feedback: safe to open, offline, no hidden tests, no secrets"):
+        nbgrader(course, "generate_feedback", "demo")
+        feedback = course / "course" / "feedback"
+        pages = {p.parts[-3]: p.read_text() for p in feedback.glob("*/demo/demo.html")}
+        assert set(pages) == set(subs), set(subs) - set(pages)
+        hidden_source = [line.strip() for line in (attacks.DEMO / "verdicts.py").read_text().splitlines()
+                         if "ns[" in line]
+        forbidden = [secret.read_text().strip(), *seeds_of(course), *hidden_source]
+        for student, page in pages.items():
+            found = [word for word in forbidden if word in page] + active_content(page)
+            assert found == [], f"{student}'s feedback contains {found}"
+        assert "Hidden tests of question 1 passed" in pages["honest"]
+        assert "checks that failed: the blended values" in pages["edge-case miss"]
+        assert tree_problems(feedback) == []
+        files = [p for p in feedback.rglob("*") if p.is_file()]
+        assert all(p.suffix in (".html", ".txt") for p in files), files
 
     with subtests.test(msg="regrading gives the same grades and verdicts"):
         nbgrader(course, "autograde", "demo", "--force", "--student=honest", f"--Execute.timeout={TIMEOUT}",
@@ -183,6 +286,33 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         assert again["honest"]["demo"]["graded_at"] != report["honest"]["demo"]["graded_at"], "regraded"
         assert again["honest"]["demo"]["verdicts"] == report["honest"]["demo"]["verdicts"] == {
             "q1": "pass", "q2": "pass", "q3": "pass"}
+    from sandboxed_grading.trees import remove_tree
+    remove_tree(course / "course" / "quarantine")  # 1,500 levels: pytest's own cleanup recurses
+
+
+def test_a_killed_run_is_resumed(tmp_path):
+    """kill -9 while a submission is being graded: the next run grades it again, from the start,
+    and says so (stock nbgrader skips it: its autograded folder exists)."""
+    require_sandbox()
+    course = demo_course(tmp_path)
+    submit_all(course, {"first": (attacks.demo_solutions(), None)})
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={TIMEOUT}"],
+                            cwd=course, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    half_done = course / "course" / "autograded" / "first" / "demo" / "demo.ipynb"
+    deadline = time.monotonic() + 300
+    while not half_done.exists() and time.monotonic() < deadline:  # sanitized, now executing
+        time.sleep(0.05)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    assert half_done.exists(), "the run was killed before it reached the first submission"
+    again = nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
+    assert "Skipping existing assignment" not in again.stdout + again.stderr
+    assert demo_scores(course, ["first"]) == {"first": attacks.FULL}
+    report, _ = read_report(course)
+    assert "interrupted" in kinds(report["first"]), report["first"]
+    assert not list((course / "course" / "in-progress").glob("*")), "marks cleared"
 
 
 def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
@@ -223,7 +353,7 @@ def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
     nbgrader(tmp_path, "generate_assignment", "*", "--force")
     for aid in ASSIGNMENTS:
         forger = nbformat.read(tmp_path / "exercises" / aid / f"{aid}.ipynb", as_version=4)
-        for q, source in planted_wrong_answers(aid).items():
+        for q, source in planted_wrong_answers(aid, "HIDDEN_ONLY").items():
             answer_cell(forger, q).source = source
         first = answer_cell(forger, "q1")
         first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
@@ -236,95 +366,7 @@ def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
             got = scores(tmp_path, aid, ["forger"])["forger"]
             assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
             entry = json.loads((tmp_path / "course" / "reports" / f"{aid}.json").read_text())["forger"][aid]
-            assert entry["verdicts"] and all(v.startswith("fail") for v in entry["verdicts"].values()), entry
-            assert "verdict overruled" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
+            assert entry["verdicts"] and all(v != "pass" for v in entry["verdicts"].values()), entry
+            assert "rigged kernel" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
 
 
-# --- the trusted comparison, without nbgrader ----------------------------------------------------
-
-def test_compare_names_the_difference_never_the_expected_values():
-    def tensor(values, dtype="torch.float32"):
-        return {"tensor": {"dtype": dtype, "shape": [len(values)], "values": values}}
-    want = {"dict": {"x": tensor([1.0, 2.0]), "n": 3, "ok": True}}
-    assert compare(want, want, 1e-5, 1e-6) is None
-    assert compare({"dict": {"x": tensor([1.0, 2.0000001]), "n": 3, "ok": True}}, want, 1e-5, 1e-6) is None
-    assert compare({"dict": {"x": tensor([1.0, 2.5]), "n": 3, "ok": True}}, want, 1e-5, 1e-6) == \
-        "result['x']: 1 of 2 values differ"
-    assert "dtype torch.float64" in compare({"dict": {"x": tensor([1.0, 2.0], "torch.float64"), "n": 3, "ok": True}},
-                                            want, 1e-5, 1e-6)
-    assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3, "ok": 1}}, want, 1e-5, 1e-6) is not None, \
-        "True and 1 are different answers"
-    assert compare({"dict": {"x": tensor([1.0, 2.0]), "n": 3}}, want, 1e-5, 1e-6) == "result: different keys"
-    assert compare({"float": "nan"}, {"float": "nan"}, 1e-5, 1e-6) is None
-    assert compare({"float": 1.0}, {"float": "nan"}, 1e-5, 1e-6) is not None
-
-
-def test_duplicate_or_stray_records_are_forgeries():
-    record = json.dumps({"question": "q1", "ok": True, "value": 1})
-    run = CheckVerdicts._parse(f"{record}\n{record}\nnot json\n{{\"done\": true}}\n".encode(), "")
-    assert run.finished and run.records["q1"]["value"] == 1
-    assert run.forged == ["q1: more than one record", "line 3: not a record"]
-    late = CheckVerdicts._parse(f"{{\"done\": true}}\n{record}\n".encode(), "")
-    assert late.records == {} and late.forged == ["line 2: record after the end"]
-
-
-def test_probes_run_after_their_questions_last_test_cell():
-    nb = jupytext.read(attacks.DEMO / "demo.py")
-    program = steps(nb.cells, ["q1", "q2", "q3"], {"q1": 1, "q2": 2, "q3": 3})
-    probes = [i for i, step in enumerate(program) if "probe" in step]
-    cells = [step["cell"] for step in program if "cell" in step]
-    assert [program[i]["probe"] for i in probes] == ["q1", "q2", "q3"]
-    assert not any("assert" in c for c in cells), "test cells are not run by the verdict process"
-    assert "def ema_update" in program[probes[0] - 1]["cell"]
-    assert "class CallCounter" in program[probes[1] - 1]["cell"]
-
-
-def run_probes_here(cells, spec, probes, seed):
-    """The verdict process's work, in this process (trusted code only: the reference solution and
-    the planted answers): run the cells, then each probe; {question: encoded result or error}."""
-    import contextlib
-    import io
-    import random
-
-    import torch
-    from sandboxed_grading.probes import encode
-
-    namespace, results = {"__name__": "__main__"}, {}
-    spec_namespace = {"__name__": "verdicts"}
-    exec(compile(spec, "verdicts.py", "exec"), spec_namespace)
-    for step in steps(cells, probes, {q: seed + i for i, q in enumerate(probes)}):
-        with contextlib.redirect_stdout(io.StringIO()):
-            if "cell" in step:
-                try:  # as in a notebook, a failing cell does not stop the next ones
-                    exec(compile(step["cell"], "<cell>", "exec"), namespace)
-                except Exception:  # noqa: BLE001
-                    pass
-                continue
-            random.seed(step["seed"])
-            torch.manual_seed(step["seed"])
-            rng = torch.Generator().manual_seed(step["seed"])
-            try:
-                results[step["probe"]] = encode(spec_namespace[step["probe"]](namespace, rng))
-            except Exception as exc:  # noqa: BLE001 (a wrong answer may raise anything)
-                results[step["probe"]] = f"raised {type(exc).__name__}"
-    return results
-
-
-@pytest.mark.parametrize("aid", ASSIGNMENTS)
-def test_each_probe_catches_its_planted_wrong_answer_for_every_seed(aid):
-    """verdicts.py must tell each planted wrong answer from the solution whatever the secret seed,
-    and only in that answer's question (checked for several seeds, without the sandbox)."""
-    spec = (ROOT / "solutions" / aid / "verdicts.py").read_text()
-    probes = probe_names(spec)
-    defaults = CheckVerdicts()
-    rtol, atol = tolerance(spec, defaults.rtol, defaults.atol)
-    source = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
-    for seed in (1, 2_000_003, 987_654_321):
-        reference = run_probes_here(source.cells, spec, probes, seed)
-        assert not any(isinstance(v, str) for v in reference.values()), f"{aid}: {reference}"
-        for q, wrong in planted_wrong_answers(aid).items():
-            nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
-            answer_cell(nb, q).source = wrong
-            got = run_probes_here(nb.cells, spec, probes, seed)
-            differs = {p for p in probes if isinstance(got[p], str) or compare(got[p], reference[p], rtol, atol)}
-            assert differs == {q}, f"{aid}, seed {seed}: the wrong answer to {q} changed the verdicts of {differs}"

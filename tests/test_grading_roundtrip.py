@@ -1,7 +1,9 @@
 """The instructor flow end to end with the real nbgrader CLI, in a temporary course.
 
-For every assignment in solutions/: the solution scores full marks, the blank release scores 0, and
-each planted wrong answer (tests/planted/<assignment>.py) loses exactly its question's points.
+For every assignment in solutions/: the solution scores full marks on every autograded cell (the
+"predict and explain" answer waits for the instructor), the blank release scores 0, and the
+planted wrong answers (tests/planted/<assignment>.py), in two notebooks (odd and even questions),
+lose exactly their questions' points.
 For chapter 1 also: a syntax error, an infinite loop (the cell times out, grading finishes), a
 deleted test cell (restored and graded) and an invalid-JSON notebook (a clear error naming the
 file; the other students are still graded); then feedback and the CSV export, checked.
@@ -25,37 +27,49 @@ CELL_TIMEOUT = 15  # seconds per cell in these tests; the course default is in n
 
 # --- the tests ----------------------------------------------------------------------------------
 
+def manual_cells(nb):
+    """Grade ids of the answers the instructor grades by hand (graded Markdown answers)."""
+    return {c.metadata.nbgrader["grade_id"] for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata.nbgrader.get("solution")
+            and c.cell_type == "markdown"}
+
+
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_solution_full_blank_zero_wrong_answers_lose_their_points(tmp_path, aid):
     course = make_course(tmp_path, aid)
     source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
-    points = graded_cells(source)
+    manual = manual_cells(source)
+    points = {gid: p for gid, p in graded_cells(source).items() if gid not in manual}
     total = sum(points.values())
     questions = sorted({gid.split("_")[0] for gid in points})
     assert len(questions) >= 3 and total > 0, f"{aid}: needs at least 3 graded questions"
     for q in questions:  # each question has a visible and a hidden test
         assert {f"{q}_visible", f"{q}_hidden"} <= set(points), f"{aid}: {q} needs both tests"
+    assert len(manual) <= 1, f"{aid}: at most one hand-graded answer"
 
     wrong = planted_wrong_answers(aid)
     assert set(wrong) == set(questions), f"{aid}: one planted wrong answer per question"
+    groups = {"odd": [q for i, q in enumerate(questions) if i % 2 == 0],
+              "even": [q for i, q in enumerate(questions) if i % 2 == 1]}
     submit(course, aid, "solution", solved_release(course, aid))
     submit(course, aid, "blank", nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", 4))
-    for q, src in wrong.items():
+    for name, group in groups.items():
         nb = solved_release(course, aid)
-        answer_cell(nb, q).source = src
-        submit(course, aid, f"wrong-{q}", nb)
+        for q in group:
+            answer_cell(nb, q).source = wrong[q]
+        submit(course, aid, f"wrong-{name}", nb)
 
     nbgrader(course, "autograde", aid, f"--Execute.timeout={CELL_TIMEOUT}", check=False)
-    students = ["solution", "blank", *(f"wrong-{q}" for q in wrong)]
+    students = ["solution", "blank", *(f"wrong-{name}" for name in groups)]
     got = scores(course, aid, students)
+    auto = {s: {gid: v for gid, v in got[s].items() if gid not in manual} for s in students}
 
-    assert got["solution"] == {gid: float(p) for gid, p in points.items()}, "solution: full marks"
-    assert sum(got["blank"].values()) == 0, f"blank release scored {got['blank']}"
-    for q in wrong:
-        lost = {gid: p for gid, p in points.items() if got[f"wrong-{q}"][gid] != p}
-        assert set(lost) == {g for g in points if g.startswith(q + "_")}, (
-            f"wrong answer to {q} should lose exactly {q}'s tests, lost {sorted(lost)}")
-        assert sum(got[f"wrong-{q}"].values()) == total - question_points(source, q)
+    assert auto["solution"] == {gid: float(p) for gid, p in points.items()}, "solution: full marks"
+    assert sum(v or 0 for v in got["blank"].values()) == 0, f"blank release scored {got['blank']}"
+    for name, group in groups.items():
+        lost = {gid for gid, p in points.items() if auto[f"wrong-{name}"][gid] != p}
+        assert lost == {g for g in points if g.split("_")[0] in group}, (
+            f"wrong answers to {group} should lose exactly their tests, lost {sorted(lost)}")
 
 
 @pytest.mark.skipif(EDGE_CASE_ASSIGNMENT not in ASSIGNMENTS, reason="chapter 1 assignment missing")
@@ -63,7 +77,8 @@ def test_broken_submissions_feedback_and_export(tmp_path):
     aid = EDGE_CASE_ASSIGNMENT
     course = make_course(tmp_path, aid)
     source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
-    points = graded_cells(source)
+    manual = manual_cells(source)
+    points = {gid: p for gid, p in graded_cells(source).items() if gid not in manual}
     total = sum(points.values())
 
     # the solution comes in through zip_collect, as downloaded from an LMS
@@ -93,6 +108,7 @@ def test_broken_submissions_feedback_and_export(tmp_path):
     got = scores(course, aid, graded)
 
     q1 = question_points(source, "q1")
+    got = {s: {gid: v for gid, v in grades.items() if gid not in manual} for s, grades in got.items()}
     assert sum(got["solution"].values()) == total
     assert sum(got["syntax-error"].values()) == total - q1, "a syntax error loses only q1"
     assert sum(got["infinite-loop"].values()) == total - q1, "a timeout loses only q1"
@@ -107,12 +123,13 @@ def test_broken_submissions_feedback_and_export(tmp_path):
         html = course / "course" / "feedback" / student / aid / f"{aid}.html"
         assert html.is_file(), f"no feedback for {student}"
         score, out_of = re.search(r"Score: ([\d.]+) / ([\d.]+)", html.read_text()).groups()
-        assert (float(score), float(out_of)) == (sum(got[student].values()), total)
+        manual_points = sum(graded_cells(source)[gid] for gid in manual)
+        assert (float(score), float(out_of)) == (sum(got[student].values()), total + manual_points)
 
     nbgrader(course, "export", "--to", str(course / "grades.csv"))
     with open(course / "grades.csv") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
     for student in graded:
         assert float(rows[student]["raw_score"]) == sum(got[student].values())
-        assert float(rows[student]["max_score"]) == total
+        assert float(rows[student]["max_score"]) == total + manual_points
     assert float(rows["invalid-json"]["score"]) == 0, "the broken submission is listed with 0"

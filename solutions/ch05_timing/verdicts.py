@@ -1,16 +1,20 @@
-"""Trusted probes for ch05_timing (never released; the grading sandbox cannot see this file).
+"""Hidden tests of ch05_timing, run by the grader outside the student's notebook.
 
-Each ``qN(ns, rng)`` builds inputs from the ``torch.Generator`` ``rng``, calls the student's
-definitions from ``ns`` and returns plain data; the grader compares it with what the reference
-solution returns for the same seed (see book/grading-safely.md).
+Each ``qN(ns, rng)`` builds inputs from the ``torch.Generator`` ``rng``, calls the
+student's definitions from ``ns`` and returns ``{what is checked: value}``. The
+grader compares each value with what the reference solution returns for the same
+seed; a student's feedback names the checks that differ (the keys), never values.
+Times on the simulated device are exact; real (CPU) times are never compared.
+See book/grading-safely.md.
 """
 import torch
+from torch import nn
 
-from bufferbook.timing import ACCESSES, SimulatedDevice
-from sandboxed_grading.probing import raises
+from bufferbook.timing import SimulatedDevice
+from sandboxed_grading.probing import buffers
 
-OPS = sorted(ACCESSES)
-TOLERANCE = {"rtol": 1e-9, "atol": 0.0}  # times are in seconds: microseconds must not look equal
+UPDATES = ["add_", "copy_", "lerp_", "mul_", "zero_"]
+TOLERANCE = {"rtol": 1e-9, "atol": 0.0}  # seconds: microseconds must not look equal
 
 
 def _pick(rng, items):
@@ -25,17 +29,16 @@ def _device(rng, first_launch_us=0.0):
 
 
 def q1(ns, rng):
-    """time_per_call: launch + kernel on random devices and sizes, earlier work excluded, warm-up,
-    median of varying calls, exact call count, argument errors."""
     timer = ns["time_per_call"]
-    results = []
+    times = []
     for _ in range(3):
         dev = _device(rng)
-        op, numel = _pick(rng, OPS), int(torch.randint(1, 1 << 26, (), generator=rng))
-        results.append(timer(dev, dev.op(op, numel), warmup=int(torch.randint(0, 3, (), generator=rng)),
-                             repeats=int(torch.randint(1, 6, (), generator=rng))))
+        update, numel = _pick(rng, UPDATES), int(torch.randint(1, 1 << 26, (), generator=rng))
+        times.append(timer(dev, dev.op(update, numel),
+                           warmup=int(torch.randint(0, 3, (), generator=rng)),
+                           repeats=int(torch.randint(1, 6, (), generator=rng))))
     busy = _device(rng)
-    busy.launch(int(torch.randint(1, 10**10, (), generator=rng)), name="earlier")
+    busy.launch(int(torch.randint(10**8, 10**10, (), generator=rng)), name="earlier")
     queued = timer(busy, busy.op("add_", 1 << 14), warmup=0, repeats=1)
     cold_us = float(torch.randint(100, 500, (), generator=rng))
     cold = [timer(d, d.op("copy_", 1 << 20), warmup=w, repeats=1)
@@ -47,33 +50,64 @@ def q1(ns, rng):
         calls.append(1)
         dev.op("add_", sizes[len(calls) % len(sizes)])()
     median = timer(dev, varying, warmup=2, repeats=5)
-    return {"times": results, "queued": queued, "cold": cold, "median": median, "calls": len(calls),
-            "errors": [raises(timer, dev, varying, repeats=0), raises(timer, dev, varying, warmup=-1)]}
+    return {
+        "updates on other devices and sizes": times,
+        "work queued before the timer starts is not counted": queued,
+        "a slow first launch, without and with warm-up": cold,
+        "the median of calls of different lengths": median,
+        "the number of calls": len(calls),
+    }
 
 
 def q2(ns, rng):
-    """kernel_time_per_op: kernel time per call (not the launch rate) on random devices, ops, n."""
-    results = []
-    for top in (1 << 10, 1 << 12, 1 << 14, 1 << 24):  # kernels shorter, then longer, than a launch
+    short, long_ = [], []
+    for top, found in ((1 << 10, short), (1 << 12, short), (1 << 14, short), (1 << 24, long_)):
         dev = _device(rng)
-        op = _pick(rng, [o for o in OPS if o != "mul_ + add_"])
         numel = int(torch.randint(1, top, (), generator=rng))
-        results.append(ns["kernel_time_per_op"](dev, dev.op(op, numel), n=int(torch.randint(1, 300, (), generator=rng))))
-    dev = _device(rng)
-    return {"per_op": results, "errors": [raises(ns["kernel_time_per_op"], dev, dev.op("add_", 16), n=0),
-                                          raises(ns["kernel_time_per_op"], dev, dev.op("add_", 16), n=-2)]}
+        n = int(torch.randint(1, 300, (), generator=rng))
+        found.append(ns["kernel_time_per_op"](dev, dev.op(_pick(rng, UPDATES), numel), n=n))
+    return {"kernels shorter than a launch": short, "kernels longer than a launch": long_}
+
+
+class _Calls(nn.Module):
+    """Counts its calls in a buffer and keeps a non-persistent scratch buffer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last", torch.zeros(n), persistent=False)
+
+    def forward(self, x):
+        self.calls += 1
+        self.last.copy_(x.mean(0))
+        return x
 
 
 def q3(ns, rng):
-    """bandwidth_report: bytes from reads and writes, element sizes, fraction; every ValueError."""
-    dtypes = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.int64]
-    reports = []
-    for _ in range(5):
-        seconds = float(torch.rand((), generator=rng)) * 1e-3 + 1e-7
-        ceiling = float(torch.randint(10, 5000, (), generator=rng))
-        reports.append(list(ns["bandwidth_report"](_pick(rng, OPS), int(torch.randint(1, 1 << 28, (), generator=rng)),
-                                                    _pick(rng, dtypes), seconds, ceiling)))
-    report = ns["bandwidth_report"]
-    return {"reports": reports,
-            "errors": [raises(report, "sub_", 10, torch.float32, 1.0, 1.0), raises(report, "add_", 10, torch.float32, 0.0, 1.0),
-                       raises(report, "add_", 10, torch.float32, -1.0, 1.0), raises(report, "add_", 10, torch.float32, 1.0, 0.0)]}
+    n = int(torch.randint(2, 6, (), generator=rng))
+    found = {}
+    for mode in ("training", "eval"):
+        model = nn.Sequential(nn.Linear(n, n), nn.BatchNorm1d(n), _Calls(n))
+        model(torch.randn(6, n, generator=rng))
+        if mode == "eval":
+            model.eval()
+        held = buffers(model)
+        before = {k: v.clone() for k, v in held.items()}
+        weight = model[0].weight.detach().clone()
+        x = torch.randn(7, n, generator=rng) * 5 + 3
+        warmup = int(torch.randint(0, 3, (), generator=rng))
+        repeats = int(torch.randint(1, 5, (), generator=rng))
+        counted = []
+        model[2].register_forward_hook(lambda *args: counted.append(1))
+        seconds = ns["time_forward"](model, x, warmup=warmup, repeats=repeats)
+        now = buffers(model)
+        found[f"{mode} mode: the number of calls"] = len(counted)
+        found[f"{mode} mode: every buffer's value afterwards"] = {k: v.clone() for k, v in now.items()}
+        found[f"{mode} mode: the values before (the same)"] = before
+        found[f"{mode} mode: the same buffer objects"] = [now[k] is held[k] for k in sorted(held)]
+        found[f"{mode} mode: the mode afterwards"] = model.training
+        found[f"{mode} mode: parameters and gradients left alone"] = [
+            torch.equal(model[0].weight, weight), model[0].weight.grad is None]
+        found[f"{mode} mode: a positive number of seconds"] = (
+            isinstance(seconds, float) and seconds > 0)
+    return found

@@ -9,8 +9,17 @@ Differences from ``nbgrader.preprocessors.Execute``:
   error: the notebook is still saved and scored (0 for those cells) instead of being dropped;
 * output beyond ``max_output_bytes`` per cell is dropped, and timeouts, deaths and dropped output
   are recorded for the instructor's report (report.py);
-* links and special files the code left in the submission's folder are deleted afterwards.
+* hidden test cells decided by a trusted probe (verdicts.py) are never sent to the kernel: their
+  source, and so the hidden tests, never enter the student's process (``CheckVerdicts`` scores
+  them);
+* after each test cell the kernel runs a check that must fail (a canary: comparisons of unequal
+  tensors, one of them through ``int``) and must report its error: a kernel that hides errors
+  (an input or AST transformer, a hook) or was patched to agree with anything (``torch.equal``,
+  ``Tensor.__eq__``, ``builtins.int``...) has its test cells from there on scored 0, as their
+  passing cannot be trusted ("rigged kernel" in the report). Code aimed at this very canary can
+  pass it: visible tests are decided in the student's process by design, hidden ones are not.
 """
+import secrets
 import json
 
 from jupyter_client.manager import AsyncKernelManager
@@ -18,15 +27,25 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient import NotebookClient
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from nbgrader.utils import is_grade
+from nbgrader.utils import is_grade, is_solution
 from traitlets import Integer
 
 from . import report
 from .kernel import SandboxedKernelManager
-from .sandbox import Sandbox, SandboxUnavailable, remove_escapes
+from .sandbox import Sandbox, SandboxUnavailable
 
 # Error names of cells the run gave up on (nbgrader's timeout error, then ours).
 STOPPED = {"CellTimeoutError", "KernelDied", "KernelUnresponsive", "NotRun"}
+RIGGED = "RiggedKernel"
+CANARY = """\
+import torch as _grader_torch
+_grader_a, _grader_b = _grader_torch.zeros(2), _grader_torch.ones(2)
+assert (_grader_torch.equal(_grader_a, _grader_b)
+        or _grader_torch.allclose(_grader_a, _grader_b)
+        or bool((_grader_a == _grader_b).all())
+        or _grader_a.tolist() == _grader_b.tolist()
+        or int(_grader_torch.tensor(2)) == 3), "grader canary {nonce}"
+"""
 SIGNALS = {9: "SIGKILL: wall-time or CPU limit, or killed", 24: "SIGXCPU: CPU time limit",
            25: "SIGXFSZ: file size limit", 11: "SIGSEGV: crashed", 6: "SIGABRT: aborted"}
 
@@ -68,18 +87,38 @@ class SandboxedExecute(Execute):
             report.flag(resources, "unsandboxed", "Sandbox.allow_unsandboxed was set")
         self.kernel_manager_class = SandboxedKernelManager if sandboxed else AsyncKernelManager
 
+        from .verdicts import decided_cells, load_spec
+        spec = load_spec(self.config, resources)
+        skip = decided_cells(nb.cells, spec.probes) if spec else {}
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         self._output_bytes = {}
-        index, stopped = -1, None
+        index, stopped, hidden_errors = -1, None, None
+        managers = []
         try:
             with self.setup_kernel():
+                managers.append(self.km)
                 try:
                     info_msg = self.wait_for_reply(self.kc.kernel_info())
                     self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+                    getattr(self.km, "lock_runtime_dir", lambda: None)()
                     for index, cell in enumerate(self.nb.cells):
+                        if index in skip:  # decided outside the kernel (CheckVerdicts)
+                            cell.outputs, cell.execution_count = [], None
+                            continue
                         self.preprocess_cell(cell, resources, index)
+                        if cell.cell_type == "code" and is_grade(cell) and not is_solution(cell):
+                            if hidden_errors is None and not self._canary_fails():
+                                hidden_errors = index
+                                report.flag(resources, "rigged kernel",
+                                            "a check that must fail passed, or its error did "
+                                            "not come back, after this test cell",
+                                            cell_name(cell, index))
+                            if hidden_errors is not None:
+                                fail_cell(cell, RIGGED, "this notebook hides errors or makes "
+                                          "unequal values compare equal, so this test cannot "
+                                          "be trusted")
                 except SandboxUnavailable:
                     raise
                 except Exception as exc:  # the kernel stopped, or stopped answering
@@ -92,13 +131,23 @@ class SandboxedExecute(Execute):
                 self._kernel_stopped(exc, index, resources)
             else:
                 self.log.warning("shutting down the stopped kernel failed: %s", exc)
-        finally:
-            path = resources.get("metadata", {}).get("path")
-            for name in remove_escapes(path) if path else []:
-                report.flag(resources, "sandbox violation", f"left a link or special file {name!r} "
-                            "in the submission folder (deleted)")
+        if any(getattr(km, "memory_exceeded", False) for km in managers):
+            report.flag(resources, "memory limit", "the sandbox's processes together used more "
+                        "memory than allowed; the largest was killed")
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _canary_fails(self):
+        """Run the canary, a check that must fail; False when the kernel reports no such error."""
+        nonce = secrets.token_hex(8)
+        # stop_on_error=False: otherwise ipykernel aborts the next cell if it arrives while the
+        # kernel is still handling the canary's (deliberate) error.
+        msg_id = self.kc.execute(CANARY.format(nonce=nonce), store_history=False,
+                                 allow_stdin=False, stop_on_error=False)
+        reply = self.wait_for_reply(msg_id)
+        content = (reply or {}).get("content", {})
+        return (content.get("status") == "error" and content.get("ename") == "AssertionError"
+                and nonce in str(content.get("evalue", "")))
 
     def _kernel_stopped(self, exc, index, resources):
         process = getattr(getattr(self.km, "provisioner", None), "process", None)

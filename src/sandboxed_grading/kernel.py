@@ -1,8 +1,11 @@
 """A Jupyter kernel manager that starts ipykernel inside the sandbox (see sandbox.py).
 
 The kernel has no network, so client and kernel talk over ZMQ's ``ipc`` transport: Unix sockets
-in a private folder that is the only other folder (besides the submission's) the sandbox may
-write. The kernel's own stdout/stderr go to a log file there, never to the instructor's terminal.
+in a private folder, the only host folder the sandbox may write, and only until the kernel has
+answered its first request (``lock_runtime_dir``; as root). The kernel works in a tmpfs copy of
+the submission folder, so nothing it writes reaches the host. Its own stdout/stderr go to a log
+file in the socket folder (at most ``Sandbox.max_file_size``), never to the instructor's
+terminal. Memory and processes of the whole sandbox are capped by a ``SandboxGroup``.
 """
 import os
 import shutil
@@ -39,7 +42,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.connection_file = os.path.join(self.runtime_dir, "connection.json")
         self.log_path = os.path.join(self.runtime_dir, "kernel.log")
         self.uid = self.sandbox.new_uid()
-        self._owners = {}
+        self.group = None
+        self.memory_exceeded = False
 
     def client(self, **kwargs):
         # A private context whose sockets refuse messages over max_message_bytes: a student
@@ -53,24 +57,42 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
-        writable = [cwd, self.runtime_dir]
         if self.uid is not None:
-            for path in writable:
-                st = os.lstat(path)
-                self._owners[path] = (st.st_uid, st.st_gid)
-                chown_tree(path, self.uid, self.uid)
+            chown_tree(self.runtime_dir, self.uid, self.uid)
         kw["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         kw["stdout"] = kw["stderr"] = open(self.log_path, "ab")
-        kw["preexec_fn"] = _ignore_sigint
+        self.group = self.sandbox.group(self.uid)
+        group = self.group
+
+        def preexec():
+            _ignore_sigint()
+            group.join()
+
+        kw["preexec_fn"] = preexec
         if any("ipykernel" in arg for arg in kernel_cmd):
             # Large outputs are sent zero-copy by default, which needs a helper thread; a student
             # who used up the process limit would then corrupt the kernel's message stream.
             kernel_cmd = [*kernel_cmd, "--Session.copy_threshold=2147483647"]
-        cmd = self.sandbox.command(kernel_cmd, cwd=cwd, writable=writable, uid=self.uid)
+        cmd = self.sandbox.command(kernel_cmd, cwd=cwd, seed=cwd, writable=[self.runtime_dir],
+                                   uid=self.uid)
         try:
             await super()._async_launch_kernel(cmd, **kw)
         finally:
             kw["stdout"].close()
+        process = getattr(self.provisioner, "process", None)
+        if process is not None:
+            group.start(process.pid)
+
+    def lock_runtime_dir(self):
+        """The kernel has bound its sockets: from now on the sandbox may not create files in the
+        socket folder (root only; the kernel log stays capped by RLIMIT_FSIZE)."""
+        if self.uid is None:
+            return
+        for name in ("", "connection.json"):
+            path = os.path.join(self.runtime_dir, name)
+            if os.path.exists(path):
+                os.lchown(path, 0, 0)
+        os.chmod(self.runtime_dir, 0o755)
 
     def log_tail(self, limit=2000):
         """The end of the kernel's own output (printable characters only)."""
@@ -90,9 +112,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     cleanup_resources = _async_cleanup_resources  # nbclient calls this name
 
     def release(self):
-        """Give the folders back to their owners and remove the socket folder."""
-        for path, (uid, gid) in self._owners.items():
-            if os.path.isdir(path):
-                chown_tree(path, uid, gid)
-        self._owners = {}
+        """Stop what is left of the sandbox and remove the socket folder."""
+        if self.group is not None:
+            self.group.stop()
+            self.memory_exceeded = self.memory_exceeded or self.group.exceeded
+            self.group = None
         shutil.rmtree(self.runtime_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The verdict process: ``python -I -m sandboxed_grading.probes``, run inside the sandbox.
+"""The verdict process: ``main()`` of this module, run inside the sandbox by ``CheckVerdicts``.
 
 It reads one JSON request on stdin: the instructor's ``verdicts.py`` source and a list of steps,
 each either a notebook cell to run (``{"cell": source}``) or a probe to call
@@ -11,7 +11,10 @@ print goes to stderr.
 
 Nothing here is trusted: the student's code runs in this same process and may change anything in
 it. The grader outside only compares the records with the reference solution's records, so
-forging a record means computing the right answer.
+forging a record means computing the right answer, and it never shows a record's contents to
+anyone: of a failed probe only the exception's class name is sent (and repeated only when it is
+a builtin exception). The request is dropped once parsed, so student code walking up the stack
+finds the verdicts' compiled functions and the current probe's seed, and no way to send them out.
 """
 import json
 import math
@@ -71,14 +74,16 @@ def main():
     from traitlets.config import Config
 
     spec = {"__name__": "verdicts"}
-    exec(compile(request["verdicts"], "verdicts.py", "exec"), spec)
+    exec(compile(request.pop("verdicts"), "verdicts.py", "exec"), spec)
+    steps = request.pop("steps")
+    del request
     config = Config()
     config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=config)
-    if request.get("path"):
-        sys.path.insert(0, request["path"])
+    sys.path.insert(0, os.getcwd())
 
-    for step in request["steps"]:
+    while steps:
+        step = steps.pop(0)
         signal.setitimer(signal.ITIMER_REAL, step_time)
         try:
             if "cell" in step:
@@ -91,7 +96,7 @@ def main():
                 rng = torch.Generator().manual_seed(int(step["seed"]))
                 record = {"question": name, "ok": True, "value": encode(spec[name](shell.user_ns, rng))}
             except BaseException as exc:  # noqa: B036 (any failure is the probe's result)
-                record = {"question": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+                record = {"question": name, "ok": False, "error": type(exc).__name__[:60]}
             results.write(json.dumps(record) + "\n")
             results.flush()
         except StepTimeout:

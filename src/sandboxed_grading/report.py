@@ -4,7 +4,12 @@ During grading the other steps call ``flag(resources, kind, detail, cell)``; the
 ``WriteReport``, stores the notebook's flags, verdicts and score in
 ``<reports>/<assignment>.json`` and rewrites the readable ``<reports>/<assignment>.md``, which
 lists every flagged submission with its reasons. Regrading a submission replaces its entry.
+
+Everything a student controls (their id, grade ids, error text) is escaped before it goes into
+the Markdown: it can neither add lines or headings nor open HTML comments or tags.
 """
+import html
+import re
 import datetime
 import json
 import os
@@ -22,18 +27,22 @@ KINDS = {
     "timeout": "a cell ran past its time limit",
     "kernel died": "the kernel stopped (os._exit, crash, or a limit); later cells were not run",
     "unresponsive": "the kernel ignored the interrupt after a timeout and was killed",
+    "memory limit": "the sandbox's processes together passed the memory cap",
     "huge output": "output beyond the limit was dropped",
-    "tampered cell": "a locked cell was edited (nbgrader restored it)",
-    "deleted cell": "a graded cell was missing (nbgrader added it back)",
-    "unknown cell": "a cell claimed a grade id the assignment does not have",
+    "rigged kernel": "a check that must fail passed, or its error was hidden (a hook, a "
+                     "transformer, patched torch or builtins): test cells from there on score 0",
+    "tampered cell": "a locked cell was edited (the original was put back)",
+    "repaired notebook": "cells were missing, duplicated or without metadata; the notebook was "
+                         "rebuilt on the assignment's cells and graded on its merits",
     "invalid notebook": "the submission could not be read; every graded cell scores 0",
     "forged record": "the verdict process sent records no probe wrote",
-    "verdict overruled": "the notebook's tests passed but the trusted verdict failed",
-    "verdict unavailable": "the reference solution failed a probe; no verdict for that question",
-    "sandbox violation": "the sandbox refused or removed something the code tried",
+    "verdict unavailable": "the reference solution failed a probe: that question's hidden "
+                           "tests score 0 until verdicts.py is fixed and the notebook regraded",
+    "quarantined file": "a submitted file or folder was moved to course/quarantine, not graded",
+    "interrupted": "an earlier grading run was killed while grading it; graded again",
     "unsandboxed": "graded WITHOUT the sandbox (instructor override)",
     "refused": "not graded: the sandbox cannot start",
-    "no verdicts": "the assignment has no verdicts.py: hidden tests are decided in the student's kernel",
+    "no verdicts": "hidden tests without a probe in verdicts.py ran in the student's kernel",
     "grading error": "grading failed for this notebook; its graded cells score 0",
 }
 
@@ -54,7 +63,7 @@ def flag(resources, kind, detail, cell=None):
     assert kind in KINDS, kind
     entry = {"kind": kind, "detail": _clean(detail)}
     if cell:
-        entry["cell"] = cell
+        entry["cell"] = _clean(cell, 120)
     found = _flags.setdefault(key(resources), [])
     if entry not in found:
         found.append(entry)
@@ -124,13 +133,19 @@ def _write(path, text):
     os.replace(tmp, path)
 
 
-def _cell(text):
-    return text.replace("|", "\\|").replace("\n", " ")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
+
+
+def escape(text, limit=600):
+    """Text any student controls, made inert in Markdown and HTML: one line, control characters
+    removed, HTML special characters as entities, Markdown punctuation backslash-escaped."""
+    text = _clean(text, limit)
+    return html.escape(_MARKDOWN.sub(r"\\\1", text), quote=False)
 
 
 def render(assignment, data):
     """The Markdown report: a table of every graded notebook, then each flagged one in detail."""
-    lines = [f"# Grading report: {assignment}", "",
+    lines = [f"# Grading report: {escape(assignment)}", "",
              "Written by `sandboxed_grading` at every `nbgrader autograde`. A submission is "
              "flagged when its grading met one of the problems listed at the end.", "",
              "| student | notebook | score | sandboxed | flags |", "|---|---|---|---|---|"]
@@ -140,20 +155,20 @@ def render(assignment, data):
             score = "" if entry["score"] is None else f"{entry['score']:g} / {entry['max_score']:g}"
             kinds = sorted({f["kind"] for f in entry["flags"]})
             sandboxed = {True: "yes", False: "**NO**", None: "-"}[entry["sandboxed"]]
-            lines.append(f"| {_cell(student)} | {_cell(notebook)} | {score} | {sandboxed} | "
-                         f"{', '.join(kinds) or 'none'} |")
-            if entry["flags"]:
-                flagged.append((student, notebook, entry))
-    lines += ["", f"## Flagged submissions ({len(flagged)})", ""]
-    for student, notebook, entry in flagged:
-        lines.append(f"### {student} / {notebook}")
+            failed = {q: v for q, v in entry["verdicts"].items() if v != "pass"}
+            lines.append(f"| {escape(student)} | {escape(notebook)} | {score} | {sandboxed} | "
+                         f"{escape(', '.join(kinds) or 'none')} |")
+            if entry["flags"] or failed:
+                flagged.append((student, notebook, entry, failed))
+    lines += ["", f"## Flagged submissions and failed hidden tests ({len(flagged)})", ""]
+    for student, notebook, entry, failed in flagged:
+        lines.append(f"### {escape(student)} / {escape(notebook)}")
         lines.append("")
         for f in entry["flags"]:
-            where = f" (cell `{f['cell']}`)" if f.get("cell") else ""
-            lines.append(f"- **{f['kind']}**{where}: {_cell(f['detail'])}")
-        failed = {q: v for q, v in entry["verdicts"].items() if v != "pass"}
-        if failed:
-            lines.append("- verdicts: " + "; ".join(f"{q}: {_cell(v)}" for q, v in failed.items()))
+            where = f" (cell {escape(f['cell'])})" if f.get("cell") else ""
+            lines.append(f"- **{escape(f['kind'])}**{where}: {escape(f['detail'])}")
+        for q, text in failed.items():
+            lines.append(f"- hidden tests of {escape(q)}: {escape(text)}")
         lines.append("")
     lines += ["## Kinds of flag", ""] + [f"- **{k}**: {v}" for k, v in KINDS.items()] + [""]
     return "\n".join(lines)

@@ -5,18 +5,21 @@ What the sandboxed process sees (everything else does not exist for it):
 * read-only: ``/usr`` (``/bin``, ``/lib``... as on the host), a few files of ``/etc``, the Python
   installation and virtual environment running the grader, and the folders its ``.pth`` files add
   (an editable install such as ``src/``);
-* read-write: only the folders the caller names (the submission's folder, the kernel's socket
-  folder), and a small private ``/tmp``;
+* its working folder: a private tmpfs of ``work_size`` bytes holding a copy of the submission
+  (``seed``), made inside the sandbox before the kernel starts. Nothing written there reaches
+  the host: the autograded and feedback folders only ever hold what nbgrader copied itself;
+* read-write: only the folders the caller names (the kernel's socket folder), and a private
+  ``/tmp`` tmpfs of ``tmp_size`` bytes;
 * no network (a private, empty network namespace), no other process (private pid namespace).
 
-Limits (``prlimit`` inside the sandbox, ``timeout`` for wall time): address space, processes,
-file size, open files, CPU seconds. As root the code runs as a fresh unprivileged uid (so the
-process limit counts only its own processes); as another user it runs as that user.
+Limits: ``prlimit`` caps each process (address space, processes, file size, open files, CPU
+seconds), ``timeout`` the wall time, and a ``limits.SandboxGroup`` the memory and processes of the
+whole sandbox together. As root the code runs as a fresh unprivileged uid (so the process limit
+counts only its own processes); as another user it runs as that user.
 """
 import itertools
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import warnings
@@ -27,6 +30,7 @@ from traitlets.config import LoggingConfigurable
 ALLOW_ENV = "SANDBOXED_GRADING_ALLOW_UNSANDBOXED"
 ETC_FILES = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group",
              "nsswitch.conf", "fonts", "mime.types", "ssl/openssl.cnf"]
+SEED_MOUNT = "/sandbox-seed"  # where the host folder to copy is shown, read-only
 _uids = itertools.count()
 
 
@@ -56,6 +60,12 @@ def python_paths():
     return sorted(os.path.realpath(p) for p in paths)
 
 
+def sandbox_python():
+    """This interpreter as the sandbox sees it: through the real path of its environment
+    (a ``.venv`` that is itself a symlink is shown at its real path only)."""
+    return os.path.join(os.path.realpath(sys.prefix), "bin", os.path.basename(sys.executable))
+
+
 def _ancestors(path):
     parts = os.path.realpath(path).strip(os.sep).split(os.sep)
     return [os.sep + os.sep.join(parts[:i]) for i in range(1, len(parts))]
@@ -70,13 +80,18 @@ class Sandbox(LoggingConfigurable):
     """Settings of the sandbox (``c.Sandbox.<name>`` in nbgrader_config.py)."""
 
     bwrap = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
-    memory_limit = Integer(3 * 2**30, help="Address-space limit in bytes (RLIMIT_AS).").tag(config=True)
+    memory_limit = Integer(3 * 2**30, help="Address-space limit of each process, bytes "
+                                           "(RLIMIT_AS).").tag(config=True)
+    total_memory = Integer(3 * 2**30, help="Memory of all the sandbox's processes together, "
+                                           "bytes (cgroup, else a watchdog).").tag(config=True)
     max_processes = Integer(64, help="Processes and threads (RLIMIT_NPROC).").tag(config=True)
     max_file_size = Integer(64 * 2**20, help="Largest file it may write, bytes (RLIMIT_FSIZE).").tag(config=True)
     max_open_files = Integer(256, help="Open file descriptors (RLIMIT_NOFILE).").tag(config=True)
     cpu_time = Integer(900, help="CPU seconds per process (RLIMIT_CPU).").tag(config=True)
     wall_time = Integer(1800, help="Seconds before the whole sandbox is killed.").tag(config=True)
     tmp_size = Integer(256 * 2**20, help="Size of the private /tmp, bytes.").tag(config=True)
+    work_size = Integer(256 * 2**20, help="Size of the tmpfs working folder (the copy of the "
+                                          "submission), bytes.").tag(config=True)
     extra_ro_paths = List(Unicode(), help="More host folders to show read-only.").tag(config=True)
     hidden_paths = List(Unicode(), help="Host folders never to show, even below a shown folder.").tag(config=True)
     allow_unsandboxed = Bool(
@@ -160,12 +175,20 @@ class Sandbox(LoggingConfigurable):
             paths.append(os.path.dirname(cd.db_url[len("sqlite:///"):]))
         return paths + [os.path.expanduser("~")]
 
-    def command(self, argv, *, cwd, writable=(), readonly=(), uid=None, env=None, wall_time=None):
+    def group(self, uid=None):
+        """A fresh memory and process cap for one sandbox (see limits.SandboxGroup)."""
+        from .limits import SandboxGroup
+        return SandboxGroup(self.total_memory, self._nproc_limit(uid))
+
+    def command(self, argv, *, cwd, seed=None, writable=(), readonly=(), uid=None, env=None,
+                wall_time=None):
         """The full command line running ``argv`` in the sandbox, in ``cwd``.
 
-        ``writable``/``readonly``: host folders to show at the same path; ``uid``: the uid to run
-        as (root only, see new_uid); ``env``: extra environment variables; ``wall_time``: seconds
-        (default: the wall_time setting).
+        ``seed``: a host folder copied into a fresh tmpfs mounted at ``cwd`` before ``argv``
+        starts (``cwd`` on the host is then never written); ``writable``/``readonly``: host
+        folders to show at the same path; ``uid``: the uid to run as (root only, see new_uid);
+        ``env``: extra environment variables; ``wall_time``: seconds (default: the wall_time
+        setting).
         """
         args = [self.bwrap, "--die-with-parent", "--unshare-ipc", "--unshare-pid",
                 "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
@@ -184,7 +207,9 @@ class Sandbox(LoggingConfigurable):
                  "--perms", "1777", "--size", str(self.tmp_size), "--tmpfs", "/tmp"]
         shown = python_paths() + [os.path.realpath(p) for p in (*self.extra_ro_paths, *readonly)]
         writable = [os.path.realpath(p) for p in writable]
-        mounts = [p for p in (*shown, *writable) if not p.startswith("/usr/")]
+        cwd = os.path.realpath(cwd)
+        mounts = [p for p in (*shown, *writable, *([cwd] if seed else []))
+                  if not p.startswith("/usr/")]
         parents = {os.path.dirname(p) for p in mounts}
         for parent in sorted({a for p in parents for a in _ancestors(p)} | parents):
             # bwrap makes missing parent folders 0700; the sandbox user must be able to pass
@@ -198,15 +223,21 @@ class Sandbox(LoggingConfigurable):
                 args += ["--tmpfs", os.path.realpath(path)]
         for path in writable:
             args += ["--bind", path, path]
+        if seed is not None:
+            args += ["--ro-bind", os.path.realpath(seed), SEED_MOUNT,
+                     "--perms", "1777", "--size", str(self.work_size), "--tmpfs", cwd]
+        argv = list(argv)
+        if argv and argv[0] == sys.executable:
+            argv[0] = sandbox_python()
         env = {
-            "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{os.path.dirname(sandbox_python())}:/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "USER": "student",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "MPLBACKEND": "Agg",
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib",
             "NBGRADER_EXECUTION": "autograde", "SANDBOXED_GRADING": "1", **(env or {}),
         }
-        args += ["--chdir", os.path.realpath(cwd), "--clearenv"]
+        args += ["--chdir", cwd, "--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, value]
         limits = [shutil.which("prlimit") or "prlimit",
@@ -218,34 +249,19 @@ class Sandbox(LoggingConfigurable):
         if uid is not None:
             drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        if seed is not None:  # copy the submission into the tmpfs, then start argv
+            argv = ["/bin/sh", "-c", f'cp -R -P {SEED_MOUNT}/. . '
+                    '&& exec "$@"', "sandbox-start", *argv]
         return args + ["--"] + limits + wall + drop + list(argv)
 
 
 def chown_tree(path, uid, gid):
     """Give ``path`` and everything below it (never following links) to ``uid:gid``."""
+    from .trees import walk
     os.lchown(path, uid, gid)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
+    for rel, kind, _ in walk(path, max_depth=64):
+        if kind in ("file", "dir", "link"):
             try:
-                os.lchown(os.path.join(root, name), uid, gid)
-            except FileNotFoundError:
+                os.lchown(os.path.join(path, rel), uid, gid)
+            except (FileNotFoundError, OSError):
                 pass
-
-
-def remove_escapes(path):
-    """Delete symlinks, sockets, fifos and device files below ``path``; return what was removed.
-
-    Student code may leave a link to the gradebook in its folder; nbgrader would then chmod or
-    copy the link's target. Only plain files and folders may stay.
-    """
-    removed = []
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            full = os.path.join(root, name)
-            mode = os.lstat(full).st_mode
-            if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                os.unlink(full)
-                removed.append(os.path.relpath(full, path))
-        dirs[:] = [d for d in dirs if os.path.isdir(os.path.join(root, d))
-                   and not os.path.islink(os.path.join(root, d))]
-    return removed

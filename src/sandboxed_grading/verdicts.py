@@ -1,22 +1,26 @@
-"""Verdicts the student's code cannot forge: the ``CheckVerdicts`` autograde step.
+"""Hidden points decided outside the student's process: the ``CheckVerdicts`` autograde step.
 
 An assignment opts in with a trusted spec, ``<source>/<assignment>/verdicts.py`` (never released:
 nbgrader_config ignores ``*.py``; never visible in the sandbox). For each question ``qN`` it
 defines a probe ``qN(ns, rng)`` that exercises the student's definitions in ``ns`` with inputs
-drawn from the ``torch.Generator`` ``rng`` and returns plain data (tensors, numbers, strings,
-lists, dicts). After the notebook ran, this step:
+drawn from the ``torch.Generator`` ``rng`` and returns a dict: each key says in words what it
+checks ("forward output after .double()"), each value is plain data computed by the student's
+code. The test cell ``qN_hidden`` is then never run in the student's kernel
+(``SandboxedExecute`` skips it); its points are decided here:
 
-1. runs the student's cells (all but the test cells) and the probes in a fresh sandboxed process;
-2. runs the source notebook's cells and the same probes, with the same seeds, in another one
-   (once per assignment and grading run);
-3. compares the two sets of records here, outside any student process;
-4. on a mismatch, a missing or a forged record for ``qN``, puts an error output first in every
-   test cell of ``qN`` (grade ids ``qN_...``): nbgrader then scores them 0, with the reason.
+1. a fresh sandboxed process runs the student's cells (all but the test cells) and the probes;
+2. another one runs the source notebook's cells and the same probes with the same seeds (once per
+   assignment and grading run);
+3. the two sets of records are compared here, outside any student process, key by key;
+4. the hidden cell gets an error output naming the checks that differ (never their values), or a
+   "passed" line. nbgrader then scores it. Visible test cells keep the score they earned.
 
-Seeds come from a secret file next to the gradebook: the same for every submission of an
-assignment and every regrade (so grades are reproducible), unknown to students.
+Nothing the verdict process writes is shown to anyone: its records are compared, never printed;
+of an error it raised, only a builtin exception name is kept. Seeds come from a secret file next
+to the gradebook: the same for every submission of an assignment and every regrade.
 """
 import ast
+import builtins
 import hashlib
 import hmac
 import json
@@ -29,9 +33,10 @@ import sys
 import tempfile
 
 import nbformat
+from nbformat.v4 import new_output
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import NbGraderPreprocessor
-from nbgrader.utils import determine_grade, is_grade, is_solution
+from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_solution
 from traitlets import Float, Integer, Unicode
 
 from . import report
@@ -39,7 +44,30 @@ from .execute import STOPPED, fail_cell
 from .sandbox import Sandbox
 
 PROBE = re.compile(r"^q\d+$")
+HIDDEN = re.compile(r"^(q\d+)_hidden$")
+BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
+                  if isinstance(value, type) and issubclass(value, BaseException)}
 _reference_cache = {}
+
+
+class Spec:
+    """A parsed verdicts.py: its source, probe names and float tolerance."""
+
+    def __init__(self, path, source, rtol, atol):
+        self.path, self.source = path, source
+        self.probes = probe_names(source)
+        self.rtol, self.atol = tolerance(source, rtol, atol)
+
+
+def load_spec(config, resources, name="verdicts.py", rtol=1e-5, atol=1e-6):
+    """The assignment's Spec, or None when it has no verdicts.py."""
+    coursedir = CourseDirectory(config=config)
+    assignment = resources["nbgrader"]["assignment"]
+    path = os.path.join(coursedir.format_path(coursedir.source_directory, ".", assignment), name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return Spec(path, fh.read(), rtol, atol)
 
 
 def probe_names(spec_source):
@@ -52,25 +80,38 @@ def probe_names(spec_source):
 def tolerance(spec_source, rtol, atol):
     """``TOLERANCE = {"rtol": ..., "atol": ...}`` in verdicts.py overrides the defaults."""
     for node in ast.parse(spec_source).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TOLERANCE" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TOLERANCE"
+                                                for t in node.targets):
             found = ast.literal_eval(node.value)
             return float(found.get("rtol", rtol)), float(found.get("atol", atol))
     return rtol, atol
 
 
 def is_test_cell(cell):
-    return is_grade(cell) and not is_solution(cell)
+    return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
+
+
+def grade_id(cell):
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "") or ""
+
+
+def question_of(cell):
+    gid = grade_id(cell)
+    return gid.split("_", 1)[0] if "_" in gid else None
+
+
+def decided_cells(cells, probes):
+    """{index: question} of the hidden test cells whose points a probe decides."""
+    return {i: HIDDEN.match(grade_id(c)).group(1) for i, c in enumerate(cells)
+            if is_test_cell(c) and HIDDEN.match(grade_id(c))
+            and HIDDEN.match(grade_id(c)).group(1) in probes}
 
 
 def stopped(cell):
     """Whether the notebook run gave up on this cell: it timed out, the kernel died or hung in
     it, or it never ran after that."""
-    return any(o.get("output_type") == "error" and o.get("ename") in STOPPED for o in cell.get("outputs", []))
-
-
-def question_of(cell):
-    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
-    return grade_id.split("_", 1)[0] if "_" in grade_id else None
+    return any(o.get("output_type") == "error" and o.get("ename") in STOPPED
+               for o in cell.get("outputs", []))
 
 
 def steps(cells, probes, seeds):
@@ -78,7 +119,7 @@ def steps(cells, probes, seeds):
     after the last test cell of its question (at the end when the question has none)."""
     last_test = {}
     for index, cell in enumerate(cells):
-        if cell.cell_type == "code" and is_test_cell(cell) and question_of(cell) in probes:
+        if is_test_cell(cell) and question_of(cell) in probes:
             last_test[question_of(cell)] = index
     program = []
     for index, cell in enumerate(cells):
@@ -89,33 +130,57 @@ def steps(cells, probes, seeds):
     return program
 
 
-def compare(got, want, rtol, atol, where="result"):
-    """None when ``got`` matches ``want`` (decoded probe records), else the first difference.
+# --- comparing records ---------------------------------------------------------------------------
 
-    The message names what differs but never the expected values."""
+def differences(got, want, rtol, atol):
+    """[(check, detail)] for each top-level check of the reference ``want`` that ``got`` does
+    not match. ``check`` is the reference's own key (words the instructor wrote); ``detail``
+    names where it differs, never a value."""
+    if not (isinstance(want, dict) and set(want) == {"dict"}):
+        diff = compare(got, want, rtol, atol)
+        return [] if diff is None else [("the result", diff)]
+    if not (isinstance(got, dict) and set(got) == {"dict"} and isinstance(got["dict"], dict)):
+        return [("the result", "not a dict")]
+    found = []
+    for key, value in want["dict"].items():
+        if key not in got["dict"]:
+            found.append((key, "missing"))
+            continue
+        diff = compare(got["dict"][key], value, rtol, atol, "")
+        if diff is not None:
+            found.append((key, diff))
+    return found
+
+
+def compare(got, want, rtol, atol, where="result"):
+    """None when ``got`` matches ``want`` (decoded probe records), else where they first
+    differ. The message never contains a value from either side."""
     if type(got) is not type(want):
-        return f"{where}: different kind of value"
+        return f"{where}: different kind of value".lstrip(": ")
     if not isinstance(want, dict):
-        return None if got == want else f"{where}: different value"
+        return None if got == want else f"{where}: different value".lstrip(": ")
     if set(got) != set(want):
-        return f"{where}: different kind of value"
+        return f"{where}: different kind of value".lstrip(": ")
     kind = next(iter(want), None)
     if kind == "float":
-        return None if _close(got[kind], want[kind], rtol, atol) else f"{where}: different value"
+        ok = _close(got[kind], want[kind], rtol, atol)
+        return None if ok else f"{where}: different value".lstrip(": ")
     if kind == "tensor":
         g, w = got[kind], want[kind]
+        if not isinstance(g, dict):
+            return f"{where}: different kind of value".lstrip(": ")
         if g.get("dtype") != w["dtype"]:
-            return f"{where}: dtype {g.get('dtype')} where {w['dtype']} was expected"
+            return f"{where}: different dtype".lstrip(": ")
         if g.get("shape") != w["shape"]:
-            return f"{where}: shape {g.get('shape')} where {w['shape']} was expected"
+            return f"{where}: different shape".lstrip(": ")
         gv, wv = g.get("values"), w["values"]
         if not isinstance(gv, list) or len(gv) != len(wv):
-            return f"{where}: wrong number of values"
+            return f"{where}: wrong number of values".lstrip(": ")
         bad = sum(not _close(a, b, rtol, atol) for a, b in zip(gv, wv))
-        return f"{where}: {bad} of {len(wv)} values differ" if bad else None
+        return f"{where}: {bad} of {len(wv)} values differ".lstrip(": ") if bad else None
     if kind == "list":
         if not isinstance(got[kind], list) or len(got[kind]) != len(want[kind]):
-            return f"{where}: wrong length"
+            return f"{where}: wrong length".lstrip(": ")
         for i, (a, b) in enumerate(zip(got[kind], want[kind])):
             diff = compare(a, b, rtol, atol, f"{where}[{i}]")
             if diff:
@@ -123,13 +188,13 @@ def compare(got, want, rtol, atol, where="result"):
         return None
     if kind == "dict":
         if not isinstance(got[kind], dict) or set(got[kind]) != set(want[kind]):
-            return f"{where}: different keys"
+            return f"{where}: different keys".lstrip(": ")
         for k in want[kind]:
             diff = compare(got[kind][k], want[kind][k], rtol, atol, f"{where}[{k!r}]")
             if diff:
                 return diff
         return None
-    return None if got == want else f"{where}: different {kind}"
+    return None if got == want else f"{where}: different {kind}".lstrip(": ")
 
 
 def _close(a, b, rtol, atol):
@@ -142,6 +207,19 @@ def _close(a, b, rtol, atol):
     return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
 
 
+def error_words(error):
+    """What a student reads when their code raised ``error`` (a class name from the untrusted
+    process: only builtin exception names are repeated)."""
+    name = error if isinstance(error, str) and error in BUILTIN_ERRORS else None
+    if name == "NotImplementedError":
+        return "the answer is not written yet (NotImplementedError)"
+    if name in ("NameError", "AttributeError"):
+        return f"the answer does not define what the question asks for ({name})"
+    if name:
+        return f"your code raised {name} during the hidden tests"
+    return "your code raised an exception during the hidden tests"
+
+
 class ProbeRun:
     """The records of one verdict process: {question: record}, and what looked forged."""
 
@@ -150,8 +228,8 @@ class ProbeRun:
 
 
 class CheckVerdicts(NbGraderPreprocessor):
-    """Autograde step (after Execute): fail a question's test cells when its probe disagrees
-    with the reference solution's."""
+    """Autograde step (after Execute): score each hidden test cell by comparing its question's
+    probe on the student's code with the reference solution's."""
 
     spec_name = Unicode("verdicts.py", help="File name of the spec in the source folder.").tag(config=True)
     secret_file = Unicode("", help="Seed secret (default: verdict-secret beside the gradebook).").tag(config=True)
@@ -165,94 +243,125 @@ class CheckVerdicts(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         if nb.metadata.get("sandboxed_grading", {}).get("not_run"):
             return nb, resources
+        spec = load_spec(self.config, resources, self.spec_name, self.rtol, self.atol)
+        if spec is None:
+            report.flag(resources, "no verdicts", "the assignment has no verdicts.py")
+            return nb, resources
+        decided = decided_cells(nb.cells, spec.probes)
+        questions = sorted(set(decided.values()), key=lambda q: int(q[1:]))
+        for q in sorted({question_of(nb.cells[i]) for i, c in enumerate(nb.cells)
+                         if is_test_cell(c) and HIDDEN.match(grade_id(c))} - set(questions)):
+            report.flag(resources, "no verdicts", f"{q}: verdicts.py has no probe {q}; its hidden "
+                        "tests ran in the student's kernel")
+        if not questions:
+            return nb, resources
         coursedir = CourseDirectory(config=self.config)
         assignment, student, notebook = report.key(resources)
         source_dir = coursedir.format_path(coursedir.source_directory, ".", assignment)
-        spec_path = os.path.join(source_dir, self.spec_name)
-        if not os.path.exists(spec_path):
-            report.flag(resources, "no verdicts", f"{spec_path} does not exist")
-            return nb, resources
-        with open(spec_path, encoding="utf-8") as fh:
-            spec = fh.read()
-        probes = probe_names(spec)
-        rtol, atol = tolerance(spec, self.rtol, self.atol)
-        seeds = {q: self._seed(coursedir, f"{assignment}/{notebook}/{q}") for q in probes}
         source_nb = nbformat.read(os.path.join(source_dir, f"{notebook}.ipynb"), as_version=4)
-        # A verdict can only take points away: questions whose tests all failed need no probe.
-        failed = [q for q in probes if self._tests(nb, q) and not self._passed(nb, q)]
-        for q in failed:
-            report.set_verdict(resources, q, "fail: the notebook's tests failed")
-        needed = [q for q in probes if q not in failed]
-        if not needed:
-            return nb, resources
 
-        reference = self._reference(source_nb, spec, probes, seeds, source_dir)
-        probes = needed
-        path = resources.get("metadata", {}).get("path") or os.getcwd()
-        # Cells that hung or killed the kernel (or never ran) are not run again.
-        cells = [c for c in nb.cells if is_test_cell(c) or not stopped(c)]
-        student_run = self._run(steps(cells, probes, seeds), spec, cwd=path)
+        outcome = {}
+        if not self._answered(nb, source_nb):
+            outcome = {q: ("no answer", None) for q in questions}
+        else:
+            seeds = {q: self._seed(coursedir, f"{assignment}/{notebook}/{q}") for q in spec.probes}
+            reference = self._reference(source_nb, spec, seeds, source_dir)
+            path = resources.get("metadata", {}).get("path") or os.getcwd()
+            # Cells that hung or killed the kernel (or never ran) are not run again.
+            cells = [c for c in nb.cells if is_test_cell(c) or not stopped(c)]
+            run = self._run(steps(cells, questions, seeds), spec.source, cwd=path)
+            for forged in run.forged:
+                report.flag(resources, "forged record", forged)
+            forged_questions = {f.split(":")[0] for f in run.forged}
+            for q in questions:
+                outcome[q] = self._judge(q, reference, run, forged_questions, spec, resources)
 
-        for forged in student_run.forged:
-            report.flag(resources, "forged record", forged)
-        for q in probes:
-            want = reference.records.get(q)
-            if want is None or not want["ok"]:
-                why = want["error"] if want else "no record (the reference run stopped early)"
-                report.flag(resources, "verdict unavailable", f"{q}: reference solution: {why}")
-                report.set_verdict(resources, q, f"unavailable: {why}")
-                continue
-            got = student_run.records.get(q)
-            if q in {f.split(":")[0] for f in student_run.forged}:
-                reason = "forged or duplicated record"
-            elif got is None:
-                reason = ("no result: the verdict process stopped before this probe"
-                          if not student_run.finished else "no result")
-            elif not got["ok"]:
-                reason = f"raised {got['error']}"
+        for index, q in decided.items():
+            words, detail = outcome[q]
+            cell = nb.cells[index]
+            cell.outputs = []
+            if words is None:
+                report.set_verdict(resources, q, "pass")
+                cell.outputs.append(new_output(
+                    "stream", name="stdout",
+                    text=f"Hidden tests of question {q[1:]} passed (run by the grader).\n"))
             else:
-                try:
-                    reason = compare(got["value"], want["value"], rtol, atol)
-                except (AttributeError, KeyError, TypeError, ValueError):  # a forged record's shape
-                    reason = "malformed result"
-            reason = reason if reason is None else reason[:300]
-            report.set_verdict(resources, q, "pass" if reason is None else f"fail: {reason}")
-            if reason is not None:
-                self._fail_question(nb, resources, q, reason)
+                report.set_verdict(resources, q, words + (f" [{detail}]" if detail else ""))
+                fail_cell(cell, "HiddenTestsFailed", f"question {q[1:]}: {words}")
         return nb, resources
 
-    @staticmethod
-    def _tests(nb, question):
-        return [c for c in nb.cells if c.cell_type == "code" and is_test_cell(c) and question_of(c) == question]
+    def _judge(self, q, reference, run, forged_questions, spec, resources):
+        """(words for the student or None when it passed, detail for the instructor)."""
+        want = reference.records.get(q)
+        if want is None or not want["ok"]:
+            why = (f"raised {want['error']}" if want else
+                   "no record (the reference run stopped early)")
+            report.flag(resources, "verdict unavailable", f"{q}: the reference solution {why}")
+            return ("the grader's check of this question is broken; your instructor will "
+                    "regrade it", why)
+        got = run.records.get(q)
+        if q in forged_questions:
+            return "the hidden tests' process was tampered with", "forged or duplicated record"
+        if got is None:
+            if run.finished:
+                return "the hidden tests did not run", "no record"
+            return ("the hidden tests did not finish: your code ran too long, used too much "
+                    "memory, or stopped the process", "verdict process stopped early")
+        if not got["ok"]:
+            error = got.get("error")
+            shown = error if isinstance(error, str) and error in BUILTIN_ERRORS else "an exception"
+            return error_words(error), f"raised {shown}"
+        try:
+            found = differences(got["value"], want["value"], spec.rtol, spec.atol)
+        except (AttributeError, KeyError, TypeError, ValueError):  # a forged record's shape
+            return "the hidden tests' process was tampered with", "malformed result"
+        if not found:
+            return None, None
+        shown = [check for check, _ in found[:3]] + (["..."] if len(found) > 3 else [])
+        words = "checks that failed: " + "; ".join(shown)
+        detail = "; ".join(f"{check}: {where}" for check, where in found)[:300]
+        return words[:400], detail
 
-    def _passed(self, nb, question):
-        """Whether any test cell of ``question`` would score points as the notebook stands."""
-        return any((determine_grade(c)[0] or 0) > 0 for c in self._tests(nb, question))
-
-    def _fail_question(self, nb, resources, question, reason):
-        if self._passed(nb, question):
-            report.flag(resources, "verdict overruled",
-                        f"the notebook's tests of {question} passed, the trusted check did not: {reason}")
-        for cell in self._tests(nb, question):
-            fail_cell(cell, "VerdictFailed", f"trusted check of {question} failed: {reason}")
+    def _answered(self, nb, source_nb):
+        """False for a notebook whose every answer cell is still the released stub and that has
+        no cell of its own: nothing to probe (a blank submission costs no verdict process)."""
+        stubs = {}
+        clear = ClearSolutions(config=self.config)
+        for cell in source_nb.cells:
+            if is_solution(cell):
+                copy = nbformat.from_dict(json.loads(json.dumps(cell)))
+                clear._replace_solution_region(copy, "python")
+                stubs[grade_id(cell)] = copy.source.strip()
+        # cells of the assignment without a grade id (a set-up cell) are not the student's own
+        plain = {c.source.strip() for c in source_nb.cells if not grade_id(c)}
+        for cell in nb.cells:
+            gid = grade_id(cell)
+            if gid in stubs:
+                if cell.source.strip() != stubs[gid]:
+                    return True
+            elif not gid and cell.cell_type == "code" and cell.source.strip() \
+                    and cell.source.strip() not in plain:
+                return True
+        return False
 
     def _seed(self, coursedir, label):
         path = self.secret_file or os.path.join(os.path.dirname(report.default_directory(coursedir)),
                                                 "verdict-secret")
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
-        with open(path, encoding="utf-8") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8") as fh:
             key = fh.read().strip().encode()
         return int.from_bytes(hmac.new(key, label.encode(), hashlib.sha256).digest()[:7], "big")
 
-    def _reference(self, source_nb, spec, probes, seeds, source_dir):
-        program = steps(source_nb.cells, probes, seeds)
-        key = hashlib.sha256(json.dumps([program, spec]).encode()).hexdigest()
+    def _reference(self, source_nb, spec, seeds, source_dir):
+        program = steps(source_nb.cells, spec.probes, seeds)
+        key = hashlib.sha256(json.dumps([program, spec.source]).encode()).hexdigest()
         if key not in _reference_cache:
-            run = self._run(program, spec, cwd=source_dir)
+            run = self._run(program, spec.source, cwd=source_dir)
             if run.forged:
                 self.log.warning("reference run of %s: %s", source_dir, run.forged)
             if not run.finished:
@@ -260,16 +369,22 @@ class CheckVerdicts(NbGraderPreprocessor):
             _reference_cache[key] = run
         return _reference_cache[key]
 
-    def _run(self, program, spec, cwd):
+    def _run(self, program, spec_source, cwd):
         """Run one verdict process on ``program``; return its ProbeRun."""
         sandbox = Sandbox(parent=self)
         from nbgrader.preprocessors import Execute
         step_timeout = self.step_timeout or Execute(config=self.config).timeout or 60
-        request = json.dumps({"verdicts": spec, "steps": program, "path": cwd,
+        request = json.dumps({"verdicts": spec_source, "steps": program,
                               "step_timeout": step_timeout}).encode()
-        argv = [sys.executable, "-I", "-m", "sandboxed_grading.probes"]
+        # This very copy of sandboxed_grading runs the probes, whatever ``-I`` would import.
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        argv = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {package_root!r}); "
+                "from sandboxed_grading.probes import main; main()"]
+        group = None
         if sandbox.check(self.log):
-            cmd = sandbox.command(argv, cwd=cwd, readonly=[cwd], uid=sandbox.new_uid(),
+            uid = sandbox.new_uid()
+            group = sandbox.group(uid)
+            cmd = sandbox.command(argv, cwd=cwd, seed=cwd, readonly=[package_root], uid=uid,
                                   wall_time=self.wall_time)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:  # the instructor allowed grading without the sandbox
@@ -278,12 +393,18 @@ class CheckVerdicts(NbGraderPreprocessor):
             out_path, err_path = os.path.join(tmp, "out"), os.path.join(tmp, "err")
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
                 process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                           cwd=cwd, env=env, start_new_session=True)
+                                           cwd=cwd, env=env, start_new_session=True,
+                                           preexec_fn=group.join if group else None)
+                if group:
+                    group.start(process.pid)
                 try:
                     process.communicate(request, timeout=self.wall_time + 30)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, 9)
                     process.wait()
+                finally:
+                    if group:
+                        group.stop()
             with open(out_path, "rb") as fh:
                 raw = fh.read(self.max_record_bytes)
             with open(err_path, "rb") as fh:
@@ -307,7 +428,8 @@ class CheckVerdicts(NbGraderPreprocessor):
             valid = (isinstance(q, str) and PROBE.match(q) and isinstance(record.get("ok"), bool)
                      and ("value" in record if record["ok"] else isinstance(record.get("error"), str)))
             if not valid or finished:
-                forged.append(f"line {number}: " + ("record after the end" if finished else "malformed record"))
+                forged.append(f"line {number}: " + ("record after the end" if finished
+                                                     else "malformed record"))
             elif q in records:
                 forged.append(f"{q}: more than one record")
             else:

@@ -1,48 +1,80 @@
-"""Planted wrong answers for ch01_buffers, one per question: mistakes students really make, each
-the trap chapter 1 teaches. tests/test_grading_roundtrip.py puts each one into the answer cell of
-an otherwise solved notebook; it must lose exactly its question's points (visible and hidden)."""
+"""Planted wrong answers for ch01_buffers: mistakes students really make, each the
+trap chapter 1 teaches.
+
+``WRONG_ANSWERS``: one per question; tests/test_grading_roundtrip.py puts each into
+the answer cell of an otherwise solved notebook, where it must lose exactly its
+question's points (visible and hidden).
+
+``HIDDEN_ONLY``: wrong answers that pass the visible test and fail only the hidden
+tests (the honest edge-case miss; behind an error-swallowing hook, the attack of
+issue 10). They must lose exactly the hidden points.
+"""
 
 WRONG_ANSWERS = {
-    # Q1: the cache as a plain tensor attribute (section 1.6). It is not in buffers(), so the
-    # visible test fails; .double() and .to("meta") leave it behind, so the hidden test fails.
+    # Q1: the cache as a plain tensor attribute (section "A plain tensor attribute
+    # is left behind"): not in buffers(), left behind by .double() and .to().
     "q1": '''class RunningScaler(nn.Module):
-    """(x - running_mean) * scale; the cache is stored as a plain attribute."""
-
     def __init__(self, num_features):
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"num_features must be an int >= 1, got {num_features!r}")
         super().__init__()
         self.scale = nn.Parameter(torch.ones(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
-        self.cache = torch.zeros(num_features)  # "not saved" -- but not a buffer either
+        self.cache = torch.zeros(num_features)  # "not saved": not a buffer
 
     def forward(self, x):
         return (x - self.running_mean) * self.scale
 ''',
-    # Q2: returning the state_dict itself (section 1.7): its tensors share memory with the module,
-    # so the BatchNorm update (visible) and the optimizer step (hidden) show up in the "snapshot".
+    # Q2: returning the state_dict itself: its tensors share memory with the
+    # module, so later updates show up in the "snapshot".
     "q2": '''def snapshot_state(module):
-    """Return the module's state."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
     return module.state_dict()
 ''',
-    # Q3: rebinding instead of updating in place (section 1.10). The values are right, but the
-    # buffers become new tensors on every call: the identity check (visible) and the earlier
-    # state_dict (hidden) see it.
+    # Q3: rebinding instead of updating in place: right values, new tensors on
+    # every call, so a state_dict taken earlier is stale.
     "q3": '''class RunningSum(nn.Module):
-    """Counts rows and sums columns, by rebinding the buffers."""
-
     def __init__(self, num_features):
         super().__init__()
         self.register_buffer("rows", torch.zeros((), dtype=torch.long))
         self.register_buffer("total", torch.zeros(num_features))
 
     def forward(self, x):
-        if x.dim() != 2 or x.shape[1] != self.total.shape[0]:
-            raise ValueError(f"expected x of shape (batch, {self.total.shape[0]}), got {tuple(x.shape)}")
         self.rows = self.rows + x.shape[0]
         self.total = self.total + x.detach().sum(dim=0)
+        return self.total / self.rows
+''',
+}
+
+HIDDEN_ONLY = {
+    # Q1: the formula applied in the wrong order; equal while running_mean is 0
+    # and scale is 1, as in the visible test.
+    "q1": '''class RunningScaler(nn.Module):
+    def __init__(self, num_features):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("cache", torch.zeros(num_features),
+                             persistent=False)
+
+    def forward(self, x):
+        return x * self.scale - self.running_mean
+''',
+    # Q2: copies the buffers but not the parameters: a BatchNorm update (visible)
+    # leaves the snapshot alone, an optimizer step (hidden) does not.
+    "q2": '''def snapshot_state(module):
+    buffer_names = {name for name, _ in module.named_buffers()}
+    return {key: value.clone() if key in buffer_names else value
+            for key, value in module.state_dict().items()}
+''',
+    # Q3: forgets detach: the buffers end up requiring grad after an input that
+    # does.
+    "q3": '''class RunningSum(nn.Module):
+    def __init__(self, num_features):
+        super().__init__()
+        self.register_buffer("rows", torch.zeros((), dtype=torch.long))
+        self.register_buffer("total", torch.zeros(num_features))
+
+    def forward(self, x):
+        self.rows.add_(x.shape[0])
+        self.total.add_(x.sum(dim=0))
         return self.total / self.rows
 ''',
 }

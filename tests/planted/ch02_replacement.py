@@ -1,49 +1,65 @@
-"""Planted wrong answers for assignment ch02_replacement (used by tests/test_grading_roundtrip.py).
+"""Planted wrong answers for ch02_replacement: mistakes students really make.
 
-Each one is a mistake a student would really make; it must fail every test cell of its own
-question (visible and hidden) and no other question's.
+``WRONG_ANSWERS`` fail the visible and the hidden tests of their question;
+``HIDDEN_ONLY`` pass the visible test and fail only the hidden ones (see
+tests/planted/ch01_buffers.py).
 """
 
 WRONG_ANSWERS = {
-    # The chapter's main trap (section 2.1): "just assign a new tensor". The module's buffers
-    # are right, still registered and persistent, but every reference held before is stale.
+    # The chapter's main trap: "just assign a new tensor". The module's buffers are
+    # right and registered, but every reference held before is stale.
     "q1": '''def reset_stats_(module):
-    """Reset ``running_mean`` to 0, ``running_var`` to 1 and ``num_batches_tracked`` to 0."""
-    if module.running_mean is None:
-        raise ValueError("this module does not track running statistics")
     module.running_mean = torch.zeros_like(module.running_mean)
     module.running_var = torch.ones_like(module.running_var)
     module.num_batches_tracked = torch.zeros_like(module.num_batches_tracked)
 ''',
-    # Section 2.6: load_state_dict(assign=True) rebinds each buffer to the checkpoint's own
-    # tensor, so the module takes the checkpoint's dtype and loses the buffer objects. The
-    # selection of keys and both error checks are right.
+    # load_state_dict(assign=True) rebinds each buffer to the checkpoint's tensor:
+    # the module takes the checkpoint's dtype and loses the buffer objects.
     "q2": '''def load_buffers_(module, checkpoint):
-    """Load the persistent buffers of ``module`` from ``checkpoint``; return their names."""
     buffers = dict(module.named_buffers())
     names = [name for name in module.state_dict() if name in buffers]
-    for name in names:
-        if name not in checkpoint:
-            raise KeyError(name)
-        if checkpoint[name].shape != buffers[name].shape:
-            raise ValueError(name)
-    module.load_state_dict({name: checkpoint[name] for name in names}, strict=False, assign=True)
+    module.load_state_dict({name: checkpoint[name] for name in names},
+                           strict=False, assign=True)
     return names
 ''',
-    # Section 2.4: register_buffer again defaults to persistent=True, so a non-persistent
-    # buffer silently joins the state_dict. Everything else is right.
+    # register_buffer again defaults to persistent=True: a non-persistent buffer
+    # silently joins the state_dict.
     "q3": '''def grow_buffer_(module, name, length):
-    """Replace buffer ``name`` by a longer tensor: old rows first, zeros after."""
     prefix, _, leaf = name.rpartition(".")
     owner = module.get_submodule(prefix) if prefix else module
-    if leaf not in owner._buffers:
-        raise KeyError(name)
     old = owner._buffers[leaf]
-    if length < old.shape[0]:
-        raise ValueError(name)
     new = torch.zeros((length, *old.shape[1:]), dtype=old.dtype, device=old.device)
     new[: old.shape[0]] = old
     owner.register_buffer(leaf, new)
+    return new
+''',
+}
+
+HIDDEN_ONLY = {
+    # Resets the float buffers in place but rebinds the counter: the visible test
+    # only reads the counter's value.
+    "q1": '''def reset_stats_(module):
+    with torch.no_grad():
+        module.running_mean.zero_()
+        module.running_var.fill_(1)
+    module.num_batches_tracked = torch.tensor(0)
+''',
+    # Loads every buffer it finds in the checkpoint, non-persistent ones included.
+    "q2": '''def load_buffers_(module, checkpoint):
+    names = []
+    with torch.no_grad():
+        for name, buffer in module.named_buffers():
+            if name in checkpoint:
+                buffer.copy_(checkpoint[name])
+                names.append(name)
+    return names
+''',
+    # Right for a buffer of the module itself, wrong for a dotted name.
+    "q3": '''def grow_buffer_(module, name, length):
+    old = module._buffers[name]
+    new = torch.zeros((length, *old.shape[1:]), dtype=old.dtype, device=old.device)
+    new[: old.shape[0]] = old
+    setattr(module, name, new)
     return new
 ''',
 }

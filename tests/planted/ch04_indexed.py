@@ -1,54 +1,57 @@
-"""Planted wrong answers for assignment ch04_indexed (used by tests/test_grading_roundtrip.py).
+"""Planted wrong answers for ch04_indexed: mistakes students really make.
 
-Each one is a mistake a student would really make; it must fail every test cell of its own
-question (visible and hidden) and no other question's.
+``WRONG_ANSWERS`` fail the visible and the hidden tests of their question;
+``HIDDEN_ONLY`` pass the visible test and fail only the hidden ones (see
+tests/planted/ch01_buffers.py).
 """
 
-WRONG_ANSWERS = {
-    # The chapter's main trap (section 4.1): `counts[ids] += 1` counts a repeated id once.
-    "q1": '''def count_ids(counts, ids):
-    """Add one to ``counts[i]`` per occurrence of ``i`` in ``ids``, in place; return ``counts``."""
-    flat = ids.reshape(-1).long()
-    if flat.numel() and (flat.min() < 0 or flat.max() >= len(counts)):
-        raise ValueError("id out of range")
-    counts[flat] += 1
-    return counts
-''',
-    # Section 4.5: rebinding the buffer to `counts + histc(...)` promotes it to float32 and
-    # replaces the tensor object (the counts themselves are right).
-    "q2": '''class ScoreHistogram(nn.Module):
-    """Histogram of every value seen, in a long buffer ``counts``."""
-
+_HISTOGRAM_INIT = '''class ScoreHistogram(nn.Module):
     def __init__(self, num_bins, low, high):
         super().__init__()
-        if num_bins < 1 or low >= high:
-            raise ValueError("need num_bins >= 1 and low < high")
         self.num_bins, self.low, self.high = num_bins, low, high
         self.register_buffer("counts", torch.zeros(num_bins, dtype=torch.long))
+'''
 
+WRONG_ANSWERS = {
+    # The chapter's main trap: `counts[ids] += 1` counts a repeated id once.
+    "q1": '''def count_ids(counts, ids):
+    counts[ids.reshape(-1)] += 1
+    return counts
+''',
+    # Rebinding the buffer to `counts + histc(...)` makes it float32 and a new tensor.
+    "q2": _HISTOGRAM_INIT + '''
     def forward(self, x):
         x = x.reshape(-1).clamp(self.low, self.high)
-        self.counts = self.counts + torch.histc(x, bins=self.num_bins, min=self.low,
-                                                max=self.high)
+        self.counts = self.counts + torch.histc(x, bins=self.num_bins,
+                                                min=self.low, max=self.high)
         return self.counts
 ''',
-    # Section 4.1 again, for a max table: gather, compare, assign back. With a repeated slot
-    # one of the writes wins, not the largest value.
+    # Gather, compare, assign back: with a repeated slot one write wins, not the largest.
     "q3": '''def update_max_seen(table, slots, values):
-    """In place: ``table[s] = max(table[s], every value sent to s)``; return ``table``."""
-    if slots.shape != values.shape:
-        raise ValueError("slots and values differ in shape")
     table[slots] = torch.maximum(table[slots], values)
     return table
 ''',
-    # Not in place: torch.where builds a new tensor, so the caller's buffer is never reset.
-    "q4": '''def reset_slots(counts, mask):
-    """Zero ``counts`` where ``mask`` is True; return ``counts``."""
-    if mask.dtype != torch.bool:
-        raise TypeError("mask must be torch.bool")
-    if mask.shape != counts.shape:
-        raise ValueError("mask and counts differ in shape")
-    counts = torch.where(mask, torch.zeros_like(counts), counts)
+}
+
+HIDDEN_ONLY = {
+    # Right for 1-D ids (the visible test), fails on a 2-D batch.
+    "q1": '''def count_ids(counts, ids):
+    counts.index_add_(0, ids, torch.ones(len(ids), dtype=counts.dtype))
     return counts
+''',
+    # Counts this batch only: right after one call, wrong after the next.
+    "q2": _HISTOGRAM_INIT + '''
+    def forward(self, x):
+        width = (self.high - self.low) / self.num_bins
+        bins = torch.floor((x.reshape(-1).double() - self.low) / width).long()
+        bins = bins.clamp(0, self.num_bins - 1)
+        self.counts.copy_(torch.bincount(bins, minlength=self.num_bins))
+        return self.counts
+''',
+    # include_self=False: the table's old value is not part of the maximum.
+    "q3": '''def update_max_seen(table, slots, values):
+    table.scatter_reduce_(0, slots.long(), values.to(table.dtype),
+                          reduce="amax", include_self=False)
+    return table
 ''',
 }

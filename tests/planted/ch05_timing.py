@@ -1,16 +1,14 @@
-"""Planted wrong answers for assignment ch05_timing (used by tests/test_grading_roundtrip.py).
+"""Planted wrong answers for ch05_timing: mistakes students really make.
 
-Each one is a mistake a student would really make; it must fail every test cell of its own
-question (visible and hidden) and no other question's.
+``WRONG_ANSWERS`` fail the visible and the hidden tests of their question;
+``HIDDEN_ONLY`` pass the visible test and fail only the hidden ones (see
+tests/planted/ch01_buffers.py).
 """
 
 WRONG_ANSWERS = {
-    # The chapter's main trap (section 5.1): host clock around the call, no synchronize. On an
-    # asynchronous device it measures the launch (5 µs), not the work.
+    # The chapter's main trap: host clock around the call, no synchronize. On an
+    # asynchronous device it measures the launch, not the update.
     "q1": '''def time_per_call(device, fn, warmup=2, repeats=5):
-    """Median seconds per call of ``fn`` on ``device``."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError("need repeats >= 1 and warmup >= 0")
     for _ in range(warmup):
         fn()
     samples = []
@@ -20,12 +18,9 @@ WRONG_ANSWERS = {
         samples.append(device.now() - start)
     return statistics.median(samples)
 ''',
-    # Section 5.7's trap, handed in unchanged apart from the n check: events around a loop of
-    # tiny ops measure the launch rate, not the kernel.
+    # The colleague's version, handed in unchanged: events around a loop of tiny
+    # updates measure the launch rate.
     "q2": '''def kernel_time_per_op(device, fn, n=100):
-    """Kernel seconds per call of ``fn``."""
-    if n < 1:
-        raise ValueError("n must be at least 1")
     fn()
     device.synchronize()
     start = device.record_event()
@@ -35,15 +30,59 @@ WRONG_ANSWERS = {
     device.synchronize()
     return device.elapsed_s(start, end) / n
 ''',
-    # Counts only the buffer itself (numel * element size), not every read and write.
-    "q3": '''def bandwidth_report(op, numel, dtype, seconds, ceiling_gbs):
-    """(achieved GB/s, fraction of the ceiling)."""
-    if op not in ACCESSES:
-        raise ValueError(f"unknown op {op!r}")
-    if seconds <= 0 or ceiling_gbs <= 0:
-        raise ValueError("seconds and ceiling_gbs must be positive")
-    nbytes = numel * torch.empty(0, dtype=dtype).element_size()
-    achieved = nbytes / seconds / 1e9
-    return achieved, achieved / ceiling_gbs
+    # Times the model and leaves the benchmark's buffer updates in it.
+    "q3": '''def time_forward(model, x, warmup=1, repeats=5):
+    samples = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+''',
+}
+
+HIDDEN_ONLY = {
+    # Synchronized, but without the warm-up calls: right on a device whose first
+    # launch costs nothing extra (the visible test), wrong on one where it does.
+    "q1": '''def time_per_call(device, fn, warmup=2, repeats=5):
+    samples = []
+    for _ in range(repeats):
+        device.synchronize()
+        start = device.now()
+        fn()
+        device.synchronize()
+        samples.append(device.now() - start)
+    return statistics.median(samples)
+''',
+    # Right for n = 100 only: divides by a fixed 100.
+    "q2": '''def kernel_time_per_op(device, fn, n=100):
+    def loop():
+        for _ in range(n):
+            fn()
+    graph = device.capture(loop)
+    graph.replay()
+    start = device.record_event()
+    graph.replay()
+    end = device.record_event()
+    device.synchronize()
+    return device.elapsed_s(start, end) / 100
+''',
+    # Restores the state_dict: the persistent buffers come back, a non-persistent
+    # one does not.
+    "q3": '''def time_forward(model, x, warmup=1, repeats=5):
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    samples = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            samples.append(time.perf_counter() - start)
+    model.load_state_dict(saved)
+    return statistics.median(samples)
 ''',
 }
