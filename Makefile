@@ -21,6 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -e .
+	$(BIN)/python -m sandboxed_grading.student_tools  # students' JupyterLab: no instructor tools
 	touch $@
 
 install: $(STAMP) system-deps
