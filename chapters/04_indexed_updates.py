@@ -44,6 +44,38 @@
 # indices, and the obvious one-liner, `table[idx] += 1`, is wrong whenever
 # `idx` names a slot twice. Nothing raises: the counts are just too small.
 
+# %% tags=["remove-cell"]
+# Set-up: this notebook uses bufferbook, the book's helper package.
+try:
+    import bufferbook  # noqa: F401
+except ImportError:
+    import sys
+
+    # The book's repository (repository.url and .branch in its _config.yml)
+    REPOSITORY = ""
+    BRANCH = "main"
+    if "google.colab" in sys.modules and REPOSITORY:
+        import importlib
+        import subprocess
+
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                               f"bufferbook @ git+{REPOSITORY}@{BRANCH}"])
+        importlib.invalidate_caches()
+        import bufferbook  # noqa: F401
+    else:
+        class BufferbookMissing(Exception):
+            def _render_traceback_(self):  # IPython: no traceback
+                return str(self).splitlines()
+
+        raise BufferbookMissing(
+            "This notebook needs bufferbook, the helper package of the\n"
+            "book 'Buffers in PyTorch'. Get the course bundle: in the web\n"
+            "book, open the download menu of any page and pick 'Course\n"
+            "bundle (.zip)'. Unzip it, and in its folder run once:\n"
+            "    python -m pip install -r requirements.txt\n"
+            "then open this notebook from the bundle's chapters/ or\n"
+            "exercises/ folder.")
+
 # %% tags=["nbval-ignore-output"]
 # Imports for the whole chapter, and the versions this page was run with
 import collections

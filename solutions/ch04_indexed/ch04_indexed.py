@@ -35,6 +35,38 @@
 # The questions are independent. Run the imports cell first, then
 # *Kernel > Restart & Run All* before you hand in.
 
+# %% tags=["remove-cell"]
+# Set-up: this notebook uses bufferbook, the book's helper package.
+try:
+    import bufferbook  # noqa: F401
+except ImportError:
+    import sys
+
+    # The book's repository (repository.url and .branch in its _config.yml)
+    REPOSITORY = ""
+    BRANCH = "main"
+    if "google.colab" in sys.modules and REPOSITORY:
+        import importlib
+        import subprocess
+
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                               f"bufferbook @ git+{REPOSITORY}@{BRANCH}"])
+        importlib.invalidate_caches()
+        import bufferbook  # noqa: F401
+    else:
+        class BufferbookMissing(Exception):
+            def _render_traceback_(self):  # IPython: no traceback
+                return str(self).splitlines()
+
+        raise BufferbookMissing(
+            "This notebook needs bufferbook, the helper package of the\n"
+            "book 'Buffers in PyTorch'. Get the course bundle: in the web\n"
+            "book, open the download menu of any page and pick 'Course\n"
+            "bundle (.zip)'. Unzip it, and in its folder run once:\n"
+            "    python -m pip install -r requirements.txt\n"
+            "then open this notebook from the bundle's chapters/ or\n"
+            "exercises/ folder.")
+
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import math
 
