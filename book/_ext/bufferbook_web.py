@@ -19,6 +19,8 @@ this book, each checked by tests/test_browser.py or tests/test_web_sample_book.p
    buttons configured under `launch_buttons` (Binder, Colab, JupyterHub) and the repository
    button; without it, none of them (they would point nowhere).
 6. Accessibility (axe-core): the sidebar's expand/collapse `<summary>` elements get a name;
+   a collapsed cell's toggle (myst-nb's `HideCodeCellNode`) is named by its visible text
+   ("Show code cell source") instead of a different `aria-label` (label-content-name-mismatch);
    templates/ fixes the search and colour-mode buttons' names and puts the logo in a landmark.
 8. Icons: the theme's Font Awesome fonts (150 kB for the solid style alone) are cut, when the
    build finishes, to the icons the pages use (classes in the HTML and JS, icons the style
@@ -223,6 +225,9 @@ def _render_math(app, exception):
 _CSS_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
 _FA_CLASS_RULE = re.compile(r"^\.(fa-[a-z0-9-]+):{1,2}before$")
 _CSS_CODEPOINT = re.compile(r'"\\([0-9a-fA-F]{4,6})"')
+# Minified style sheets also write an icon as the character itself (Unicode private use area),
+# e.g. pydata-sphinx-theme's `--pst-icon-info-circle:"\uf05a"` behind the admonition icons.
+_CSS_PRIVATE_USE_CHAR = re.compile('"([\ue000-\uf8ff])"')
 _FA_CLASS = re.compile(r"\bfa-[a-z0-9-]+")
 
 
@@ -234,6 +239,7 @@ def icon_codepoints(static_dir, texts):
     for css in Path(static_dir).rglob("*.css"):
         for selectors, body in _CSS_RULE.findall(css.read_text(encoding="utf8", errors="replace")):
             points = {int(p, 16) for p in _CSS_CODEPOINT.findall(body)}
+            points |= {ord(c) for c in _CSS_PRIVATE_USE_CHAR.findall(body)}
             if not points:
                 continue
             parts = [part.strip() for part in selectors.split(",")]
@@ -305,7 +311,21 @@ def _static_files_changed(app, env, added, changed, removed):
     return []
 
 
+def _visit_hidden_cell(self, node):
+    """myst-nb's toggle of a collapsed cell, without its `aria-label` ("Toggle hidden content"),
+    which differed from the visible text: the name is now the text shown."""
+    from html import escape
+    classes = " ".join(node["classes"])
+    self.body.append(f'<details class="admonition hide {classes}">\n<summary>\n')
+    for state, key in (("collapsed", "prompt_show"), ("expanded", "prompt_hide")):
+        self.body.append(f'<p class="{state} admonition-title">{escape(node[key])}</p>\n')
+    self.body.append("</summary>\n")
+
+
 def setup(app):
+    from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput
+    app.add_node(HideCodeCellNode, override=True,
+                 html=(_visit_hidden_cell, depart_HideCellInput))
     app.connect("config-inited", _configure)
     app.connect("builder-inited", _template_filters)
     app.connect("doctree-resolved", _drop_thebe_config, priority=900)
