@@ -59,9 +59,8 @@ def _rope_checks(rope, dim, base, positions):
     held = buffers(moved).get("inv_freq")
     plain = rope(dim, base)
     return {
-        "inv_freq after each cast": tables,
-        "inv_freq equals rope_inv_freq(dim, base) exactly after each cast": exactly,
-        "angles after each cast": angles,
+        "after each cast: inv_freq, whether it is exactly rope_inv_freq(dim, base), angles":
+            [tables, exactly, angles],
         "in a model cast to bfloat16: inv_freq, the BatchNorm's dtypes, angles": nested,
         "built on meta, then to_empty: inv_freq alone and in a model, angles": filled,
         "moved to the meta device: the buffer's device and dtype":
