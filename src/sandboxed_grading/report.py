@@ -44,6 +44,8 @@ KINDS = {
     "refused": "not graded: the sandbox cannot start",
     "no verdicts": "hidden tests without a probe in verdicts.py ran in the student's kernel",
     "grading error": "grading failed for this notebook; its graded cells score 0",
+    "not graded": "the grading worker failed twice (crash, lost machine): nothing was recorded; "
+                  "run the same command again",
 }
 
 
@@ -73,6 +75,22 @@ def flags(resources):
     """This notebook's flags, with those recorded for the whole submission (notebook "*")."""
     assignment, student, notebook = key(resources)
     return _flags.get((assignment, student, "*"), []) + _flags.get(key(resources), [])
+
+
+def export(resources):
+    """This notebook's flags, verdicts and state (a worker sends them to the coordinator)."""
+    return {"flags": flags(resources), "verdicts": dict(_verdicts.get(key(resources), {})),
+            "state": dict(_state.get(key(resources), {}))}
+
+
+def restore(resources, entry):
+    """Record for this notebook what ``export`` gave on a worker (after a reset)."""
+    found = _flags.setdefault(key(resources), [])
+    for item in entry.get("flags", []):
+        if item not in found and item not in flags(resources):
+            found.append(item)
+    _verdicts.setdefault(key(resources), {}).update(entry.get("verdicts", {}))
+    _state.setdefault(key(resources), {}).update(entry.get("state", {}))
 
 
 def set_verdict(resources, question, text):
@@ -116,6 +134,7 @@ def save(directory, resources, score=None, max_score=None):
         "flags": flags(resources),
         "verdicts": dict(sorted(_verdicts.get(key(resources), {}).items())),
         "sandboxed": _state.get(key(resources), {}).get("sandboxed"),
+        "verdicts_in": _state.get(key(resources), {}).get("verdicts_in"),
         "score": score, "max_score": max_score,
         "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

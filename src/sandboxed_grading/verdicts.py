@@ -235,6 +235,7 @@ class ProbeRun:
 
     def __init__(self, records, forged, finished, log):
         self.records, self.forged, self.finished, self.log = records, forged, finished, log
+        self.where = "a fresh sandbox"  # or "the kernel's sandbox" (zygote.py)
 
 
 class CheckVerdicts(NbGraderPreprocessor):
@@ -306,6 +307,7 @@ class CheckVerdicts(NbGraderPreprocessor):
         # Cells that hung or killed the kernel (or never ran) are not run again.
         cells = [c for c in nb.cells if is_test_cell(c) or not stopped(c)]
         run = self._run(steps(cells, questions, seeds), spec.source, cwd=path, kept=kept)
+        report.set_state(resources, verdicts_in=run.where)
         for forged in run.forged:
             report.flag(resources, "forged record", forged)
         forged_questions = {f.split(":")[0] for f in run.forged}
@@ -403,6 +405,20 @@ class CheckVerdicts(NbGraderPreprocessor):
         _reference_cache[key] = run
         return run
 
+    def prepare_reference(self, assignment, notebook):
+        """Compute (or find in the cache) the reference verdicts of one notebook now, as grading
+        would (the parallel grader does this once, before sending any submission)."""
+        spec = load_spec(self.config, {"nbgrader": {"assignment": assignment}}, self.spec_name,
+                         self.rtol, self.atol)
+        if spec is None:
+            return None
+        coursedir = CourseDirectory(config=self.config)
+        source_dir = coursedir.format_path(coursedir.source_directory, ".", assignment)
+        source_nb = nbformat.read(os.path.join(source_dir, f"{notebook}.ipynb"), as_version=4)
+        seeds = {q: self._seed(coursedir, f"{assignment}/{notebook}/{q}") for q in spec.probes}
+        return self._reference(source_nb, spec, seeds, source_dir, coursedir,
+                               os.path.join(assignment, notebook))
+
     def _step_timeout(self):
         from nbgrader.preprocessors import Execute
         return self.step_timeout or Execute(config=self.config).timeout or 60
@@ -475,7 +491,9 @@ class CheckVerdicts(NbGraderPreprocessor):
             self.log.warning("verdict process: %s", exc)
         finally:
             kept.release()
-        return self._parse(raw, "")
+        run = self._parse(raw, "")
+        run.where = "the kernel's sandbox"
+        return run
 
     @staticmethod
     def _parse(raw, log):
