@@ -61,9 +61,16 @@ def restore_submission_flags(assignment=None, student=None, notebooks=(), **_):
 
 # --- engines: where the jobs run -----------------------------------------------------------------
 
+PR_SET_PDEATHSIG = 1
+
 def _serve(conn, context):
     """A local worker process: grade the jobs that come down ``conn``."""
+    import ctypes
+    import signal
+
     from . import guard
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the coordinator
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the coordinator, which stops us
     guard._active.clear()  # forked from the coordinator: its course is not ours
     while True:
         try:
@@ -98,13 +105,22 @@ class LocalWorkers:
 
     def run(self, jobs):
         """Yield (job, result) as jobs finish; a result with "error" after the last attempt."""
-        pending = collections.deque((job, 1) for job in jobs)
-        while pending or self.busy:
-            while pending and self.idle:
+        jobs, retries = iter(jobs), collections.deque()
+        more = True
+        while more or retries or self.busy:
+            while self.idle and (retries or more):
+                if retries:
+                    job, attempt = retries.popleft()
+                else:
+                    job, attempt = next(jobs, None), 1
+                    if job is None:
+                        more = False
+                        break
                 process, conn = self.idle.pop()
-                job, attempt = pending.popleft()
                 conn.send(job)
                 self.busy[conn] = (process, job, attempt)
+            if not self.busy:
+                continue
             sentinels = {process.sentinel: conn for conn, (process, _, _) in self.busy.items()}
             ready = multiprocessing.connection.wait([*self.busy, *sentinels])
             done = {r if r in self.busy else sentinels[r] for r in ready}
@@ -125,7 +141,7 @@ class LocalWorkers:
                 else:
                     self.idle.append((process, conn))
                 if result.get("error") and attempt < self.attempts:
-                    pending.append((job, attempt + 1))
+                    retries.append((job, attempt + 1))
                     yield job, {**result, "retrying": True}
                     continue
                 yield job, result
@@ -148,6 +164,7 @@ class DaskWorkers:
 
     def run(self, jobs):
         from distributed import as_completed
+        jobs = list(jobs)
         futures = {self.client.submit(worker.grade_or_raise, job, self.context, pure=False,
                                       retries=1, key=f"grade-{job['student']}-{os.urandom(4).hex()}"):
                    job for job in jobs}
@@ -214,7 +231,12 @@ class Coordinator:
         self.not_graded, self.recorded = {}, []
 
     def run(self):
+        import warnings
+
+        from sqlalchemy.exc import SAWarning
+
         from .guard import clean_before_grading, start_run
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's own session warnings, each call
         aid = self.assignment
         start_run(self.config, self.log)
         force = bool(self.config.Autograde.get("force") or self.config.BaseConverter.get("force"))
@@ -225,16 +247,18 @@ class Coordinator:
         prepare_reference(self.config, self.coursedir, aid, self.log)
         context = worker.make_context(self.config, self.coursedir, aid)
         engine = self.engine_factory(context)
-        jobs = []
-        for student, folder in todo:
-            notebooks = sorted(glob.glob(os.path.join(folder, self.coursedir.notebook_id + ".ipynb")))
-            clean_before_grading(assignment=aid, student=student, notebooks=notebooks)
-            star = {"nbgrader": {"assignment": aid, "student": student, "notebook": "*"}}
-            _submission_flags[(aid, student)] = report.flags(star)
-            jobs.append({"student": student, "files": worker.pack_folder(folder)})
-        progress = Progress(len(jobs), self.out)
+        def jobs():  # each folder is cleaned and marked in progress when it is sent
+            for student, folder in todo:
+                notebooks = sorted(glob.glob(os.path.join(folder, self.coursedir.notebook_id
+                                                          + ".ipynb")))
+                clean_before_grading(assignment=aid, student=student, notebooks=notebooks)
+                star = {"nbgrader": {"assignment": aid, "student": student, "notebook": "*"}}
+                _submission_flags[(aid, student)] = report.flags(star)
+                yield {"student": student, "files": worker.pack_folder(folder)}
+
+        progress = Progress(len(todo), self.out)
         try:
-            for job, result in engine.run(jobs):
+            for job, result in engine.run(jobs()):
                 if result.get("retrying"):
                     progress.line(f"{job['student']}: worker failed ({result['error']}); "
                                   "trying once more")
@@ -247,7 +271,7 @@ class Coordinator:
                     score = self._record(job["student"], result)
                     progress.done(job["student"], score, result)
         except KeyboardInterrupt:
-            progress.line(f"interrupted: {len(self.recorded)} of {len(jobs)} recorded; run the "
+            progress.line(f"interrupted: {len(self.recorded)} of {len(todo)} recorded; run the "
                           "same command again to grade the rest")
             raise
         finally:
@@ -387,10 +411,11 @@ def main(argv=None):
     where.add_argument("--dask", metavar="ADDRESS",
                        help="grade on the Dask cluster whose scheduler is at ADDRESS")
     args, rest = parser.parse_known_args(argv)
-    import warnings
+    import signal
 
-    from sqlalchemy.exc import SAWarning
-    warnings.simplefilter("ignore", SAWarning)  # nbgrader's own session warnings, every call
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, stop)  # `kill` stops like Ctrl-C: workers stopped, state kept
     app = _load(args.assignment, rest)
     if args.dask:
         from distributed import Client

@@ -8,10 +8,12 @@ lists every flagged submission with its reasons. Regrading a submission replaces
 Everything a student controls (their id, grade ids, error text) is escaped before it goes into
 the Markdown: it can neither add lines or headings nor open HTML comments or tags.
 """
-import html
-import re
+import contextlib
 import datetime
+import fcntl
+import html
 import json
+import re
 import os
 import tempfile
 
@@ -108,11 +110,13 @@ def _clean(text, limit=600):
 
 
 def default_directory(coursedir):
-    """reports/ beside the SQLite gradebook (course/reports here), else in the course root."""
+    """reports/ beside the SQLite gradebook (course/reports here); with another database
+    (PostgreSQL), beside the submitted folder (course/reports too)."""
     db = coursedir.db_url
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         return os.path.join(os.path.dirname(db[len("sqlite:///"):]), "reports")
-    return os.path.join(coursedir.root, "reports")
+    submitted = os.path.join(coursedir.root, coursedir.submitted_directory)
+    return os.path.join(os.path.dirname(os.path.normpath(submitted)), "reports")
 
 
 def reports_dir(config):
@@ -125,6 +129,22 @@ def save(directory, resources, score=None, max_score=None):
     """Store this notebook's entry and rewrite the assignment's report; return the .md path."""
     assignment, student, notebook = key(resources)
     os.makedirs(directory, exist_ok=True)
+    with _locked(os.path.join(directory, f".{assignment}.lock")):  # concurrent graders
+        return _save(directory, resources, score, max_score)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _save(directory, resources, score, max_score):
+    assignment, student, notebook = key(resources)
     path = os.path.join(directory, f"{assignment}.json")
     data = {}
     if os.path.exists(path):

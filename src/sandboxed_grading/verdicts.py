@@ -374,9 +374,15 @@ class CheckVerdicts(NbGraderPreprocessor):
                                                 "verdict-secret")
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
+            try:  # written whole before anyone may read it (graders may start together)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".secret-")
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding="utf-8") as fh:
             key = fh.read().strip().encode()

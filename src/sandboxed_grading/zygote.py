@@ -36,7 +36,7 @@ import threading
 
 PR_SET_DUMPABLE = 4
 SEED_MOUNT = "/sandbox-seed"   # sandbox.SEED_MOUNT (not imported: this runs before any import)
-SWEEPS = 100
+SWEEP_SECONDS = 10   # how long killed processes may take to be gone
 
 
 def command(kernel_cmd, link_fd, preload, package_root):
@@ -158,8 +158,10 @@ def _ancestors():
 def _sweep():
     """Kill every process of the sandbox but this one and its ancestors (the sandbox's own
     helpers). None when none is left, else why not."""
+    import time
     keep = _ancestors()
-    for _ in range(SWEEPS):
+    deadline = time.monotonic() + SWEEP_SECONDS
+    while time.monotonic() < deadline:
         alive = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) in keep:
@@ -184,6 +186,7 @@ def _sweep():
                 break
         if not alive:
             return None
+        time.sleep(0.01)  # SIGKILL takes effect when the process next runs
     return "processes the kernel left could not all be stopped"
 
 
