@@ -40,7 +40,7 @@ def test_a_dask_cluster_grades_without_the_course_folder(tmp_path, monkeypatch, 
     require_sandbox()
     from sandboxed_grading import parallel, worker
     sol, wrong = attacks.demo_solutions(), attacks.DEMO_WRONG
-    subs = {"honest": (sol, None), "blank": ({}, None), "miss": (wrong, None),
+    subs = {"honest": (sol, None), "blank": ({}, None), "edge-case miss": (wrong, None),
             "invalid-json": (None, "invalid")}
     course = demo_course(tmp_path / "course")
     submit_demo(course, subs)

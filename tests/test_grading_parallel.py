@@ -60,7 +60,7 @@ def notebook_view(course, student):
 def test_parallel_grading_records_what_autograde_records(tmp_path):
     require_sandbox()
     sol, wrong = attacks.demo_solutions(), attacks.DEMO_WRONG
-    subs = {"honest": (sol, None), "blank": ({}, None), "miss": (wrong, None),
+    subs = {"honest": (sol, None), "blank": ({}, None), "edge-case miss": (wrong, None),
             "symlink": (dict.fromkeys(sol, attacks.read_linked_solution()), "symlink"),
             "tamper": ({**sol, "q3_answer": wrong["q3_answer"]}, "tamper"),
             "suicide": ({**sol, "q2_answer": attacks.SUICIDE}, None),
@@ -146,9 +146,10 @@ def test_crashes_are_retried_once_never_a_silent_zero_and_a_killed_run_resumes(t
     state = gradebook_state(sqlite_url(course), "demo", students)
     assert all(state[s] and sum(g[0] for g in state[s]["grades"].values()) == 5 for s in students)
 
-    # kill -9 the coordinator (and its workers) once the first submission is recorded
+    # kill -9 the coordinator (its workers die with it) once the first submission is recorded:
+    # the second worker's submission is in flight
     proc = subprocess.Popen([sys.executable, "-m", "sandboxed_grading.parallel", "demo", "--force",
-                             "--workers", "1", TIMEOUT], cwd=course, stdout=subprocess.PIPE,
+                             "--workers", "2", TIMEOUT], cwd=course, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"))
     for line in proc.stdout:

@@ -93,14 +93,14 @@ def test_every_command_on_a_postgresql_gradebook(tmp_path, postgres):
     db_url = postgres.create_database("gradebook")
     course = demo_course(tmp_path / "course", db_url=db_url)
     sol, wrong = attacks.demo_solutions(), attacks.DEMO_WRONG
-    subs = {"honest": (sol, None), "blank": ({}, None), "miss": (wrong, None),
+    subs = {"honest": (sol, None), "blank": ({}, None), "edge-case miss": (wrong, None),
             "mallory": ({"q1_answer": snoop(postgres.folder)}, None), "late": (sol, None)}
     submit_demo(course, subs)
 
     nbgrader(course, "autograde", "demo", "--student=honest", TIMEOUT, check=False)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     first = subprocess.Popen([sys.executable, "-m", "sandboxed_grading.parallel", "demo",
-                              "--workers", "1", "--student=[bm]*", TIMEOUT], cwd=course, env=env,
+                              "--workers", "1", "--student=[bem]*", TIMEOUT], cwd=course, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     second = grading(course, "demo", "--workers", "1", "--student=late", TIMEOUT)
     first_log = first.communicate(timeout=900)[0]
@@ -109,7 +109,7 @@ def test_every_command_on_a_postgresql_gradebook(tmp_path, postgres):
     state = gradebook_state(db_url, "demo", subs)
     scores = {s: sum(g[0] for g in state[s]["grades"].values()) for s in subs}
     assert scores == {s: sum(attacks.expected_demo(s).values()) for s in subs} == \
-        {"honest": 5, "blank": 0, "miss": 2, "mallory": 0, "late": 5}
+        {"honest": 5, "blank": 0, "edge-case miss": 2, "mallory": 0, "late": 5}
     report = json.loads((course / "course" / "reports" / "demo.json").read_text())
     assert set(report) == set(subs), "two graders at once: no report entry lost"
     assert not (course / "reports").exists(), "state stays in course/, beside the submissions"
