@@ -19,6 +19,7 @@ import textwrap
 import time
 import urllib.request
 
+import nbformat
 import pytest
 
 from nbgrader_course import (BIN, _attacks, demo_course, gradebook_state, grading, nbgrader,
@@ -108,14 +109,14 @@ def test_every_command_on_a_postgresql_gradebook(tmp_path, postgres):
 
     state = gradebook_state(db_url, "demo", subs)
     scores = {s: sum(g[0] for g in state[s]["grades"].values()) for s in subs}
-    assert scores == {s: sum(attacks.expected_demo(s).values()) for s in subs} == \
-        {"honest": 5, "blank": 0, "edge-case miss": 2, "mallory": 0, "late": 5}
+    assert scores == {"honest": 5, "blank": 0, "edge-case miss": 2, "mallory": 0, "late": 5}
     report = json.loads((course / "course" / "reports" / "demo.json").read_text())
     assert set(report) == set(subs), "two graders at once: no report entry lost"
     assert not (course / "reports").exists(), "state stays in course/, beside the submissions"
 
-    out = (course / "course" / "autograded" / "mallory" / "demo" / "demo.ipynb").read_text()
-    assert "REACHED" not in out and out.count("refused") == 2, "the server is out of reach"
+    graded = nbformat.read(course / "course" / "autograded" / "mallory" / "demo" / "demo.ipynb", 4)
+    out = "".join(o.get("text", "") for c in graded.cells for o in c.get("outputs", []))
+    assert "REACHED" not in out and out.count("refused") == 2, f"the server is out of reach: {out}"
 
     nbgrader(course, "generate_feedback", "demo")
     pages = sorted(p.parts[-3] for p in (course / "course" / "feedback").glob("*/demo/demo.html"))
