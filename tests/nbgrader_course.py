@@ -1,5 +1,5 @@
 """A temporary nbgrader course for tests: the repo's own nbgrader_config.py, a copy of one
-assignment's instructor source, and the real nbgrader CLI. Used by the grading round trip and the
+assignment's instructor source, and the real nbgrader CLI. Used by the grading tests and the
 release-sync test."""
 import importlib.util
 import os
@@ -15,6 +15,84 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir()
                      if (p / f"{p.name}.ipynb").is_file())
+
+
+def require(what, reason):
+    """A service a test needs cannot start (``reason`` is not None): skip, or fail under CI=true,
+    where such a test must run."""
+    if reason is None:
+        return
+    import pytest
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must exercise {what}, but it cannot start: {reason}")
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
+def require_sandbox():
+    from sandboxed_grading.sandbox import Sandbox
+    require("the grading sandbox", Sandbox().unavailable_reason())
+
+
+def demo_course(path, db_url=None):
+    """A course like the repo's with the demo assignment of tests/fixtures/grading/demo (five
+    1-point tests, verdicts.py); ``db_url``: another gradebook than the course's SQLite file."""
+    attacks = _attacks()
+    (path / "solutions" / "demo").mkdir(parents=True)
+    config = (ROOT / "nbgrader_config.py").read_text()
+    if db_url:
+        config += f"\nc.CourseDirectory.db_url = {db_url!r}\n"
+    (path / "nbgrader_config.py").write_text(config)
+    nbformat.write(attacks.demo_source(), path / "solutions" / "demo" / "demo.ipynb")
+    shutil.copy(attacks.DEMO / "verdicts.py", path / "solutions" / "demo" / "verdicts.py")
+    nbgrader(path, "generate_assignment", "demo", "--force")
+    return path
+
+
+def submit_demo(course, subs):
+    """Write demo submissions: {student: (answers by grade id, edit)} (see attacks.py)."""
+    attacks = _attacks()
+    for student, (answers, edit) in subs.items():
+        attacks.write_submission(course, "demo", student, answers or {}, edit,
+                                 course / "exercises" / "demo" / "demo.ipynb",
+                                 course / "solutions" / "demo" / "demo.ipynb")
+
+
+def _attacks():
+    folder = str(ROOT / "tests" / "fixtures" / "grading")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import attacks
+    return attacks
+
+
+def grading(course, *args, env=None, timeout=900):
+    """Run the parallel grader (python -m sandboxed_grading.parallel) in ``course``."""
+    env = dict(os.environ if env is None else env, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([sys.executable, "-m", "sandboxed_grading.parallel", *args], cwd=course,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def gradebook_state(db_url, assignment, students):
+    """What the gradebook holds for these students: {student: None (no submission) or
+    {"timestamp", "grades": {grade id: (auto, manual, needs manual grade)}, "comments":
+    {grade id: auto comment}}}."""
+    from nbgrader.api import MissingEntry
+    out = {}
+    with Gradebook(db_url) as gb:
+        for student in students:
+            try:
+                sub = gb.find_submission(assignment, student)
+            except MissingEntry:
+                out[student] = None
+                continue
+            grades, comments = {}, {}
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    grades[g.name] = (g.auto_score, g.manual_score, g.needs_manual_grade)
+                for c in nb.comments:
+                    comments[c.name] = c.auto_comment
+            out[student] = {"timestamp": sub.timestamp, "grades": grades, "comments": comments}
+    return out
 
 
 def nbgrader(course, *args, check=True):

@@ -199,7 +199,7 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
         assert set(report) == set(subs)
         unsandboxed = {s for s in report if report[s]["demo"]["sandboxed"] is not True}
         assert unsandboxed == {"invalid-json"}, "everything else ran in the sandbox (nothing of it ran)"
-        for student in ("honest", "blank", "edge-case miss"):
+        for student in ("honest", "blank", "edge-case miss", "lurker"):
             assert kinds(report[student]) == set(), f"{student} flagged: {report[student]}"
         for student in ("input transformer", "AST transformer", "pre_run_cell hook", "sys.settrace hook",
                         "monkeypatched torch", "monkeypatched builtins", "forged-records"):
@@ -229,6 +229,17 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
             assert held and int(held.group(1)) < 3, printed[-500:]
         else:                                # the watchdog killed the whole sandbox
             assert not held and "kernel died" in kinds(report["hog"]), printed[-500:]
+
+    with subtests.test(msg="the verdicts ran in the kernel's sandbox, after everything it left"):
+        # torch imported once per submission (sandboxed_grading/zygote.py); the lurker's
+        # process and files were gone before the hidden tests entered its sandbox (it scored
+        # full marks above), and it could not open the memory of the process that runs them.
+        for student in ("honest", "lurker", "edge-case miss", "vandal"):
+            assert report[student]["demo"]["verdicts_in"] == "the kernel's sandbox", student
+        out = nbformat.read(course / "course" / "autograded" / "lurker" / "demo" / "demo.ipynb", 4)
+        printed = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+        assert printed.count("refused:") == 2 and "LEAK" not in printed, printed[-500:]
+        assert report["blank"]["demo"]["verdicts_in"] is None, "a blank notebook needs none"
 
     with subtests.test(msg="student code saw no solution, no gradebook, no network"):
         assert listener.received == [], "student code reached the network"

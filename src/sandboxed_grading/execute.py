@@ -31,7 +31,7 @@ from nbgrader.utils import is_grade, is_solution
 from traitlets import Integer
 
 from . import report
-from .kernel import SandboxedKernelManager
+from .kernel import SandboxedKernelManager, keep_for_verdicts, release_kept
 from .sandbox import Sandbox, SandboxUnavailable
 
 # Error names of cells the run gave up on (nbgrader's timeout error, then ours).
@@ -86,6 +86,7 @@ class SandboxedExecute(Execute):
         if not sandboxed:
             report.flag(resources, "unsandboxed", "Sandbox.allow_unsandboxed was set")
         self.kernel_manager_class = SandboxedKernelManager if sandboxed else AsyncKernelManager
+        release_kept()
 
         from .verdicts import decided_cells, load_spec
         spec = load_spec(self.config, resources)
@@ -131,9 +132,16 @@ class SandboxedExecute(Execute):
                 self._kernel_stopped(exc, index, resources)
             else:
                 self.log.warning("shutting down the stopped kernel failed: %s", exc)
-        if any(getattr(km, "memory_exceeded", False) for km in managers):
+        exceeded = [getattr(km, "memory_exceeded_now", lambda: False)() for km in managers]
+        if any(exceeded):
             report.flag(resources, "memory limit", "the sandbox's processes together used more "
                         "memory than allowed; the largest was killed")
+        for km in managers:  # a sandbox that outlived its kernel runs the verdicts (zygote.py)
+            if getattr(km, "kept", lambda: False)():
+                if skip:
+                    keep_for_verdicts(report.key(resources), km)
+                else:
+                    km.release()
         self.set_widgets_metadata()
         return self.nb, self.resources
 
@@ -150,8 +158,12 @@ class SandboxedExecute(Execute):
                 and nonce in str(content.get("evalue", "")))
 
     def _kernel_stopped(self, exc, index, resources):
-        process = getattr(getattr(self.km, "provisioner", None), "process", None)
-        status = process.poll() if process is not None else None  # 128 + n: killed by signal n
+        status = None  # 128 + n: killed by signal n
+        if hasattr(self.km, "exit_status"):
+            status = self.km.exit_status()
+        else:
+            process = getattr(getattr(self.km, "provisioner", None), "process", None)
+            status = process.poll() if process is not None else None
         if isinstance(exc, CellTimeoutError):
             kind, reason = "unresponsive", ("the kernel did not answer after the time limit "
                                             "(interrupt ignored, or its output stream broke); killed")

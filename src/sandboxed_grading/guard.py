@@ -71,6 +71,19 @@ def recover_interrupted(config, log=None):
     return recovered
 
 
+def start_run(config, log=None):
+    """A grading run on this course starts: submissions a killed run left half graded are
+    recovered (once per process and course: a parallel grader records many submissions)."""
+    _active["config"] = config
+    folder = state_dir(config)
+    done = _active.setdefault("started", set())
+    if folder not in done:
+        done.add(folder)
+        _active["recovered"] = set(recover_interrupted(config, log))
+        from .limits import remove_stale_groups
+        remove_stale_groups()
+
+
 def _submission_of(folder):
     """(assignment, student) of a submitted folder .../<student>/<assignment>."""
     return os.path.basename(folder), os.path.basename(os.path.dirname(folder))
@@ -123,10 +136,7 @@ class GuardedNotebookExporter(NotebookExporter):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if type(self.parent).__name__ == "Autograde":
-            _active["config"] = self.config
-            _active["recovered"] = set(recover_interrupted(self.config, self.log))
-            from .limits import remove_stale_groups
-            remove_stale_groups()
+            start_run(self.config, self.log)
 
     def from_filename(self, filename, resources=None, **kw):
         sanitizing = getattr(self.parent, "_sanitizing", True)

@@ -1,4 +1,6 @@
-"""The verdict process: ``main()`` of this module, run inside the sandbox by ``CheckVerdicts``.
+"""The verdict process: ``main()`` of this module, run inside the sandbox by ``CheckVerdicts``
+(or ``run()``, called by the zygote of the submission's own sandbox once its kernel is gone, see
+zygote.py).
 
 It reads one JSON request on stdin: the instructor's ``verdicts.py`` source and a list of steps,
 each either a notebook cell to run (``{"cell": source}``) or a probe to call
@@ -63,9 +65,18 @@ def encode(value, depth=0):
 
 
 def main():
-    request = json.loads(sys.stdin.buffer.read())
+    """The standalone verdict process: the request on stdin, records on the original stdout."""
+    request = sys.stdin.buffer.read()
     results = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # what the cells print goes to stderr, never into the results
+    run(request, results)
+
+
+def run(request, results):
+    """Run one request (JSON bytes) and write its records to ``results`` (a text stream).
+
+    Also called by the zygote (zygote.py), in the kernel's sandbox once the kernel is gone."""
+    request = json.loads(request)
     step_time = float(request.get("step_timeout", 60))
     signal.signal(signal.SIGALRM, _alarm)
 

@@ -8,10 +8,12 @@ lists every flagged submission with its reasons. Regrading a submission replaces
 Everything a student controls (their id, grade ids, error text) is escaped before it goes into
 the Markdown: it can neither add lines or headings nor open HTML comments or tags.
 """
-import html
-import re
+import contextlib
 import datetime
+import fcntl
+import html
 import json
+import re
 import os
 import tempfile
 
@@ -44,6 +46,8 @@ KINDS = {
     "refused": "not graded: the sandbox cannot start",
     "no verdicts": "hidden tests without a probe in verdicts.py ran in the student's kernel",
     "grading error": "grading failed for this notebook; its graded cells score 0",
+    "not graded": "the grading worker failed twice (crash, lost machine): nothing was recorded; "
+                  "run the same command again",
 }
 
 
@@ -75,6 +79,22 @@ def flags(resources):
     return _flags.get((assignment, student, "*"), []) + _flags.get(key(resources), [])
 
 
+def export(resources):
+    """This notebook's flags, verdicts and state (a worker sends them to the coordinator)."""
+    return {"flags": flags(resources), "verdicts": dict(_verdicts.get(key(resources), {})),
+            "state": dict(_state.get(key(resources), {}))}
+
+
+def restore(resources, entry):
+    """Record for this notebook what ``export`` gave on a worker (after a reset)."""
+    found = _flags.setdefault(key(resources), [])
+    for item in entry.get("flags", []):
+        if item not in found and item not in flags(resources):
+            found.append(item)
+    _verdicts.setdefault(key(resources), {}).update(entry.get("verdicts", {}))
+    _state.setdefault(key(resources), {}).update(entry.get("state", {}))
+
+
 def set_verdict(resources, question, text):
     _verdicts.setdefault(key(resources), {})[question] = _clean(text)
 
@@ -90,11 +110,13 @@ def _clean(text, limit=600):
 
 
 def default_directory(coursedir):
-    """reports/ beside the SQLite gradebook (course/reports here), else in the course root."""
+    """reports/ beside the SQLite gradebook (course/reports here); with another database
+    (PostgreSQL), beside the submitted folder (course/reports too)."""
     db = coursedir.db_url
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         return os.path.join(os.path.dirname(db[len("sqlite:///"):]), "reports")
-    return os.path.join(coursedir.root, "reports")
+    submitted = os.path.join(coursedir.root, coursedir.submitted_directory)
+    return os.path.join(os.path.dirname(os.path.normpath(submitted)), "reports")
 
 
 def reports_dir(config):
@@ -107,6 +129,22 @@ def save(directory, resources, score=None, max_score=None):
     """Store this notebook's entry and rewrite the assignment's report; return the .md path."""
     assignment, student, notebook = key(resources)
     os.makedirs(directory, exist_ok=True)
+    with _locked(os.path.join(directory, f".{assignment}.lock")):  # concurrent graders
+        return _save(directory, resources, score, max_score)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _save(directory, resources, score, max_score):
+    assignment, student, notebook = key(resources)
     path = os.path.join(directory, f"{assignment}.json")
     data = {}
     if os.path.exists(path):
@@ -116,6 +154,7 @@ def save(directory, resources, score=None, max_score=None):
         "flags": flags(resources),
         "verdicts": dict(sorted(_verdicts.get(key(resources), {}).items())),
         "sandboxed": _state.get(key(resources), {}).get("sandboxed"),
+        "verdicts_in": _state.get(key(resources), {}).get("verdicts_in"),
         "score": score, "max_score": max_score,
         "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -8,9 +8,12 @@ checks ("forward output after .double()"), each value is plain data computed by 
 code. The test cell ``qN_hidden`` is then never run in the student's kernel
 (``SandboxedExecute`` skips it); its points are decided here:
 
-1. a fresh sandboxed process runs the student's cells (all but the test cells) and the probes;
-2. another one runs the source notebook's cells and the same probes with the same seeds (once per
-   assignment and grading run);
+1. a sandboxed process runs the student's cells (all but the test cells) and the probes: the
+   zygote of the submission's own sandbox once its kernel is gone (zygote.py), else a fresh one;
+2. another one runs the source notebook's cells and the same probes with the same seeds: once
+   per assignment, source and seed; its records are kept in ``<course>/verdict-cache/`` (beside
+   the gradebook, never shown to the sandbox) and reused by every later call and student until
+   the source notebook, verdicts.py, the seeds or the grading code change;
 3. the two sets of records are compared here, outside any student process, key by key;
 4. the hidden cell gets an error output naming the checks that differ (never their values), or a
    "passed" line. nbgrader then scores it. Visible test cells keep the score they earned.
@@ -21,16 +24,22 @@ to the gradebook: the same for every submission of an assignment and every regra
 """
 import ast
 import builtins
+import contextlib
+import fcntl
 import hashlib
+import importlib.metadata
 import hmac
 import json
 import math
 import os
 import re
 import secrets
+import select
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import nbformat
 from nbformat.v4 import new_output
@@ -41,6 +50,7 @@ from traitlets import Float, Integer, Unicode
 
 from . import report
 from .execute import STOPPED, fail_cell
+from .kernel import take_kept
 from .sandbox import Sandbox
 
 PROBE = re.compile(r"^q\d+$")
@@ -225,6 +235,7 @@ class ProbeRun:
 
     def __init__(self, records, forged, finished, log):
         self.records, self.forged, self.finished, self.log = records, forged, finished, log
+        self.where = "a fresh sandbox"  # or "the kernel's sandbox" (zygote.py)
 
 
 class CheckVerdicts(NbGraderPreprocessor):
@@ -261,20 +272,16 @@ class CheckVerdicts(NbGraderPreprocessor):
         source_nb = nbformat.read(os.path.join(source_dir, f"{notebook}.ipynb"), as_version=4)
 
         outcome = {}
-        if not self._answered(nb, source_nb):
-            outcome = {q: ("no answer", None) for q in questions}
-        else:
-            seeds = {q: self._seed(coursedir, f"{assignment}/{notebook}/{q}") for q in spec.probes}
-            reference = self._reference(source_nb, spec, seeds, source_dir)
-            path = resources.get("metadata", {}).get("path") or os.getcwd()
-            # Cells that hung or killed the kernel (or never ran) are not run again.
-            cells = [c for c in nb.cells if is_test_cell(c) or not stopped(c)]
-            run = self._run(steps(cells, questions, seeds), spec.source, cwd=path)
-            for forged in run.forged:
-                report.flag(resources, "forged record", forged)
-            forged_questions = {f.split(":")[0] for f in run.forged}
-            for q in questions:
-                outcome[q] = self._judge(q, reference, run, forged_questions, spec, resources)
+        kept = take_kept(report.key(resources))  # the submission's own sandbox, if it lives on
+        try:
+            if not self._answered(nb, source_nb):
+                outcome = {q: ("no answer", None) for q in questions}
+            else:
+                outcome = self._verdicts(nb, resources, spec, questions, source_nb, source_dir,
+                                         coursedir, kept)
+        finally:
+            if kept is not None:
+                kept.release()
 
         for index, q in decided.items():
             words, detail = outcome[q]
@@ -289,6 +296,23 @@ class CheckVerdicts(NbGraderPreprocessor):
                 report.set_verdict(resources, q, words + (f" [{detail}]" if detail else ""))
                 fail_cell(cell, "HiddenTestsFailed", f"question {q[1:]}: {words}")
         return nb, resources
+
+    def _verdicts(self, nb, resources, spec, questions, source_nb, source_dir, coursedir, kept):
+        """{question: (words or None, detail)} of an answered notebook."""
+        assignment, _, notebook = report.key(resources)
+        seeds = {q: self._seed(coursedir, f"{assignment}/{notebook}/{q}") for q in spec.probes}
+        reference = self._reference(source_nb, spec, seeds, source_dir, coursedir,
+                                    os.path.join(assignment, notebook))
+        path = resources.get("metadata", {}).get("path") or os.getcwd()
+        # Cells that hung or killed the kernel (or never ran) are not run again.
+        cells = [c for c in nb.cells if is_test_cell(c) or not stopped(c)]
+        run = self._run(steps(cells, questions, seeds), spec.source, cwd=path, kept=kept)
+        report.set_state(resources, verdicts_in=run.where)
+        for forged in run.forged:
+            report.flag(resources, "forged record", forged)
+        forged_questions = {f.split(":")[0] for f in run.forged}
+        return {q: self._judge(q, reference, run, forged_questions, spec, resources)
+                for q in questions}
 
     def _judge(self, q, reference, run, forged_questions, spec, resources):
         """(words for the student or None when it passed, detail for the instructor)."""
@@ -323,12 +347,13 @@ class CheckVerdicts(NbGraderPreprocessor):
         return words[:400], detail
 
     def _answered(self, nb, source_nb):
-        """False for a notebook whose every answer cell is still the released stub and that has
-        no cell of its own: nothing to probe (a blank submission costs no verdict process)."""
+        """False for a notebook whose every code answer cell is still the released stub and that
+        has no code cell of its own: nothing to probe (a blank submission costs no verdict
+        process). Markdown answers are never probed."""
         stubs = {}
         clear = ClearSolutions(config=self.config)
         for cell in source_nb.cells:
-            if is_solution(cell):
+            if is_solution(cell) and cell.cell_type == "code":
                 copy = nbformat.from_dict(json.loads(json.dumps(cell)))
                 clear._replace_solution_region(copy, "python")
                 stubs[grade_id(cell)] = copy.source.strip()
@@ -337,7 +362,7 @@ class CheckVerdicts(NbGraderPreprocessor):
         for cell in nb.cells:
             gid = grade_id(cell)
             if gid in stubs:
-                if cell.source.strip() != stubs[gid]:
+                if cell.cell_type == "code" and cell.source.strip() != stubs[gid]:
                     return True
             elif not gid and cell.cell_type == "code" and cell.source.strip() \
                     and cell.source.strip() not in plain:
@@ -349,33 +374,73 @@ class CheckVerdicts(NbGraderPreprocessor):
                                                 "verdict-secret")
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
+            try:  # written whole before anyone may read it (graders may start together)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".secret-")
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(secrets.token_hex(32))
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding="utf-8") as fh:
             key = fh.read().strip().encode()
         return int.from_bytes(hmac.new(key, label.encode(), hashlib.sha256).digest()[:7], "big")
 
-    def _reference(self, source_nb, spec, seeds, source_dir):
+    def _reference(self, source_nb, spec, seeds, source_dir, coursedir, where):
+        """The reference solution's ProbeRun: from memory, from the course's verdict cache, or
+        run now (and cached when it finished cleanly)."""
         program = steps(source_nb.cells, spec.probes, seeds)
-        key = hashlib.sha256(json.dumps([program, spec.source]).encode()).hexdigest()
-        if key not in _reference_cache:
-            run = self._run(program, spec.source, cwd=source_dir)
-            if run.forged:
-                self.log.warning("reference run of %s: %s", source_dir, run.forged)
-            if not run.finished:
-                self.log.warning("reference run of %s stopped early: %s", source_dir, run.log[-1000:])
-            _reference_cache[key] = run
-        return _reference_cache[key]
+        key = reference_key(program, spec.source, self._step_timeout())
+        if key in _reference_cache:
+            return _reference_cache[key]
+        folder = os.path.join(os.path.dirname(report.default_directory(coursedir)),
+                              "verdict-cache", where)
+        with cache_lock(folder):
+            run = read_cached(folder, key)
+            if run is None:
+                run = self._run(program, spec.source, cwd=source_dir)
+                if run.forged:
+                    self.log.warning("reference run of %s: %s", source_dir, run.forged)
+                if not run.finished:
+                    self.log.warning("reference run of %s stopped early: %s", source_dir,
+                                     run.log[-1000:])
+                elif not run.forged:
+                    write_cached(folder, key, run)
+        _reference_cache[key] = run
+        return run
 
-    def _run(self, program, spec_source, cwd):
-        """Run one verdict process on ``program``; return its ProbeRun."""
-        sandbox = Sandbox(parent=self)
+    def prepare_reference(self, assignment, notebook):
+        """Compute (or find in the cache) the reference verdicts of one notebook now, as grading
+        would (the parallel grader does this once, before sending any submission)."""
+        spec = load_spec(self.config, {"nbgrader": {"assignment": assignment}}, self.spec_name,
+                         self.rtol, self.atol)
+        if spec is None:
+            return None
+        coursedir = CourseDirectory(config=self.config)
+        source_dir = coursedir.format_path(coursedir.source_directory, ".", assignment)
+        source_nb = nbformat.read(os.path.join(source_dir, f"{notebook}.ipynb"), as_version=4)
+        seeds = {q: self._seed(coursedir, f"{assignment}/{notebook}/{q}") for q in spec.probes}
+        return self._reference(source_nb, spec, seeds, source_dir, coursedir,
+                               os.path.join(assignment, notebook))
+
+    def _step_timeout(self):
         from nbgrader.preprocessors import Execute
-        step_timeout = self.step_timeout or Execute(config=self.config).timeout or 60
+        return self.step_timeout or Execute(config=self.config).timeout or 60
+
+    def _run(self, program, spec_source, cwd, kept=None):
+        """Run one verdict process on ``program``; return its ProbeRun. ``kept``: the kernel
+        manager whose sandbox outlived its kernel (its zygote runs the request); when it is not
+        ready, a fresh verdict process does."""
         request = json.dumps({"verdicts": spec_source, "steps": program,
-                              "step_timeout": step_timeout}).encode()
+                              "step_timeout": self._step_timeout()}).encode()
+        link = kept.verdict_link() if kept is not None else None
+        if link is not None:
+            return self._run_in_zygote(link, kept, request)
+        if kept is not None:
+            kept.release()
+        sandbox = Sandbox(parent=self)
         # This very copy of sandboxed_grading runs the probes, whatever ``-I`` would import.
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         argv = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {package_root!r}); "
@@ -412,6 +477,30 @@ class CheckVerdicts(NbGraderPreprocessor):
                 log = fh.read().decode("utf-8", "replace")
         return self._parse(raw, log)
 
+    def _run_in_zygote(self, link, kept, request):
+        """Send ``request`` to the zygote, read its records until it closes the socket (or the
+        wall time ends), then stop the sandbox."""
+        deadline = time.monotonic() + self.wall_time
+        raw = b""
+        try:
+            link.sendall(request)
+            link.shutdown(socket.SHUT_WR)
+            while len(raw) < self.max_record_bytes:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([link], [], [], left)[0]:
+                    break
+                chunk = link.recv(min(1 << 20, self.max_record_bytes - len(raw)))
+                if not chunk:
+                    break
+                raw += chunk
+        except OSError as exc:
+            self.log.warning("verdict process: %s", exc)
+        finally:
+            kept.release()
+        run = self._parse(raw, "")
+        run.where = "the kernel's sandbox"
+        return run
+
     @staticmethod
     def _parse(raw, log):
         records, forged, finished = {}, [], False
@@ -435,3 +524,67 @@ class CheckVerdicts(NbGraderPreprocessor):
             else:
                 records[q] = record
         return ProbeRun(records, forged, finished, log)
+
+
+# --- the reference verdicts, cached per assignment ----------------------------------------------
+
+def _grading_code_version():
+    """What else decides reference records: the probe runner, the probing helpers, torch and
+    Python (their versions)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in ("probes.py", "probing.py"):
+        with open(os.path.join(here, name), "rb") as fh:
+            digest.update(fh.read())
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "?"
+    digest.update(f"{torch_version} {sys.version}".encode())
+    return digest.hexdigest()
+
+
+def reference_key(program, spec_source, step_timeout):
+    """Cache key of a reference run: its program (the source notebook's cells and the seeds),
+    verdicts.py, the step timeout and the grading code."""
+    return hashlib.sha256(json.dumps([program, spec_source, step_timeout,
+                                      _grading_code_version()]).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def cache_lock(folder):
+    """One reference run at a time per assignment, across processes (parallel graders)."""
+    os.makedirs(os.path.dirname(os.path.dirname(folder)), mode=0o700, exist_ok=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_cached(folder, key):
+    """The cached ProbeRun for ``key``, or None."""
+    try:
+        fd = os.open(os.path.join(folder, key + ".json"), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+            return ProbeRun(data["records"], [], True, "(cached)")
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def write_cached(folder, key, run):
+    """Store a clean reference run (mode 0600) and drop the entries it replaces."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".entry-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"records": run.records}, fh)
+    os.replace(tmp, os.path.join(folder, key + ".json"))
+    for name in os.listdir(folder):
+        if name.endswith(".json") and name != key + ".json":
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
