@@ -58,12 +58,14 @@ def recover_interrupted(config, log=None):
                 mark = json.load(fh)
             dest = coursedir.format_path(coursedir.autograded_directory, mark["student"],
                                          mark["assignment"])
+            # the killed run may have been anywhere, even between removing the old autograded
+            # folder and writing the new one: flagged either way
             if os.path.lexists(dest):
                 trees.remove_tree(dest)
-                recovered.append((mark["assignment"], mark["student"]))
-                if log:
-                    log.warning("grading of %s/%s was interrupted earlier: grading it again",
-                                mark["student"], mark["assignment"])
+            recovered.append((mark["assignment"], mark["student"]))
+            if log:
+                log.warning("grading of %s/%s was interrupted earlier: grading it again",
+                            mark["student"], mark["assignment"])
             os.unlink(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             if log:
