@@ -29,7 +29,20 @@ def pytest_xdist_make_scheduler(config, log):
     return NotebookScheduling(config, log)
 
 
+# The longest tests (each grades many notebooks in sandboxes, or drives a browser), started
+# first so that no worker is left running one of them alone at the end of the run.
+LONG_FIRST = ("tests/test_grading_attacks.py", "tests/test_grading_roundtrip.py",
+              "tests/test_grading_parallel.py", "tests/test_browser.py",
+              "tests/test_grading_postgres.py", "tests/test_grading_dask.py")
+
+
+def _start_order(item):
+    path = item.nodeid.split("::", 1)[0]
+    return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_start_order)  # stable: a notebook's cells keep their order
     if _cuda_available():
         return
     if os.environ.get("REQUIRE_CUDA") == "1":

@@ -191,6 +191,9 @@ def main():
     parser.add_argument("--timeout", type=int, default=60, help="seconds per cell")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    import warnings
+    from sqlalchemy.exc import SAWarning
+    warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, each time scores are read
     aid, n, workers = args.assignment, args.submissions, args.workers
     versions = {name: importlib.metadata.version(name)
                 for name in ("nbgrader", "torch", "dask", "distributed")}
