@@ -176,7 +176,11 @@ def submit(course, aid, subs):
 
 def autograded_scores(course, aid, students):
     """{student: {grade id: score}} of the autograded cells (manual answers left out)."""
-    got = scores(course, aid, students)
+    import warnings
+    from sqlalchemy.exc import SAWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's own session warnings
+        got = scores(course, aid, students)
     source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
     manual = {c.metadata.nbgrader["grade_id"] for c in source.cells
               if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "markdown"}
@@ -191,9 +195,6 @@ def main():
     parser.add_argument("--timeout", type=int, default=60, help="seconds per cell")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    import warnings
-    from sqlalchemy.exc import SAWarning
-    warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, each time scores are read
     aid, n, workers = args.assignment, args.submissions, args.workers
     versions = {name: importlib.metadata.version(name)
                 for name in ("nbgrader", "torch", "dask", "distributed")}
@@ -246,6 +247,9 @@ def main():
         times["late (parallel --student)"], _ = parallel(sandboxed["parallel"], aid,
                                                          "--student=late", "--workers", "1",
                                                          timeout)
+        # what any single call costs before it grades anything (start-up, sandbox check)
+        times["start-up"], _ = nbgrader(late_course, "autograde", aid, "--student=nobody",
+                                        timeout)
         late = {c: autograded_scores(sandboxed[c], aid, ["late"])["late"]
                 for c in ("sandboxed-serial", "parallel")}
     finally:
@@ -265,7 +269,11 @@ def main():
     for mode in ("late (nbgrader autograde --student)", "late (parallel --student)"):
         print(f"| one late student, {mode[6:-1]} | {times[mode]:.1f} | {times[mode]:.2f} | "
               f"{times[mode] / per['stock']:.2f}x | {times[mode] / per['sandboxed-serial']:.2f}x |")
-    print(f"\nreference verdicts (once per assignment and verdicts.py version): {cold:.1f} s; "
+    alone = times["late (nbgrader autograde --student)"]
+    print(f"\none late student: {alone:.1f} s = {times['start-up']:.1f} s start-up of the command "
+          f"(nothing to grade) + {alone - times['start-up']:.1f} s grading a solved submission; "
+          f"the serial mean above mixes solved, blank (no verdict process) and wrong ones")
+    print(f"reference verdicts (once per assignment and verdicts.py version): {cold:.1f} s; "
           f"Dask LocalCluster start-up: {cluster_start:.1f} s; load average now "
           f"{os.getloadavg()[0]:.2f}")
 
