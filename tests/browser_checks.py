@@ -26,11 +26,9 @@ tests/test_web_sample_book.py (a small book built from tests/fixtures/web/).
 per-page summary and write the whole record to artifacts/.
 """
 import functools
-import http.server
 import json
 import re
 import sys
-import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -43,7 +41,9 @@ ARTIFACTS = REPO / "artifacts"
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "book" / "_ext"))
+from book_toc import toc_files  # noqa: E402
 from build_pdf import COLUMN_PX  # noqa: E402  (the printed column of the book's PDF)
+from build_pdf import serve  # noqa: E402  (a quiet local HTTP server on a free port)
 from bufferbook_web import DOWNLOADS  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -61,25 +61,6 @@ AXE_FAILING = ("serious", "critical")
 
 # ---------------------------------------------------------------------------------------------
 # What the book should contain
-
-
-def toc_pages(toc_path):
-    """Source files listed in a jupyter-book `_toc.yml`, in reading order (root first)."""
-    toc = yaml.safe_load(Path(toc_path).read_text(encoding="utf8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            for key in ("sections", "chapters"):
-                walk(entry.get(key))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    walk(toc.get("sections"))
-    return files
 
 
 def source_of(book, docname):
@@ -179,19 +160,7 @@ def stored_states_without_alt(state_json_texts):
 
 
 # ---------------------------------------------------------------------------------------------
-# Local server and browser
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def start_server(html_dir):
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+# Browser (the local server is scripts/build_pdf.py's serve)
 
 
 def open_context(playwright, chromium, profile, server):
@@ -710,7 +679,7 @@ def axe_scope(report):
 def crawl(context, server, book, html_dir, prefix=""):
     """Visit every page of the book; return the report (see the module docstring)."""
     book, html_dir = Path(book), Path(html_dir)
-    docnames = toc_pages(book / "_toc.yml")
+    docnames = toc_files(book / "_toc.yml")
     report = {"server": server, "book": str(html_dir), "book_dir": str(book), "pages": [],
               "search": {},
               "downloads": [], "dark_mode": {}, "screenshots": [], "bundle_download": {},
@@ -881,10 +850,10 @@ def check_offline_without_errors(report):
         problems += [f"{page}: {what}: {v}" for page, vs in _per_page(report, key).items()
                      for v in vs]
     book = Path(report["book_dir"])
-    expected = {d + ".html" for d in toc_pages(book / "_toc.yml")}
+    expected = {d + ".html" for d in toc_files(book / "_toc.yml")}
     missing = expected - {p["page"] for p in report["pages"]}
     problems += [f"toc page not checked: {m}" for m in sorted(missing)]
-    root = toc_pages(book / "_toc.yml")[0]
+    root = toc_files(book / "_toc.yml")[0]
     home = report["home"]
     if not home["final_url"].endswith(f"/{root}.html"):
         problems.append(f"index.html did not open the root page {root}: {home['final_url']}")

@@ -73,7 +73,7 @@ def browse(html_dir):
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         unavailable(f"Playwright is not importable ({exc}); it is in requirements.txt")
-    return sync_playwright, bc.start_server(html_dir)
+    return sync_playwright, bc.serve(html_dir)
 
 
 def run_all_checks(book, html_dir, request, prefix=""):

@@ -1,13 +1,9 @@
 """bufferbook.timing.clocks (chapter 5, section 5.2): one clock interface per device."""
 import torch
 
-from bufferbook.timing import HostClock, SimulatedDevice, clock, is_cuda
+from bufferbook.timing import HostClock, clock, is_cuda
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
+from simulated import sim
 
 
 def test_clock_picks_the_interface_for_each_device():

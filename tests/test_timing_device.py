@@ -6,15 +6,7 @@ import torch
 
 from bufferbook.timing import EVENT_NOT_READY, SimulatedDevice
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
-
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close, sim
 
 
 def test_launch_returns_after_the_launch_cost_and_the_kernel_runs_later():

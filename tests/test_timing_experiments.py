@@ -1,18 +1,10 @@
 """bufferbook.timing.experiments (chapter 5, sections 5.3-5.6): updates timed into rows."""
 import torch
 
-from bufferbook.timing import (SimulatedDevice, bandwidth_rows, buffer_update_ops,
+from bufferbook.timing import (bandwidth_rows, buffer_update_ops,
                                copy_ceiling_gbs, out_of_place_rows, timing_rows)
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
-
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close, sim
 
 
 def test_simulated_bandwidth_single_kernel_updates_reach_the_ceiling_two_kernels_three_fifths():

@@ -1,18 +1,10 @@
 """bufferbook.timing.kernels (chapter 5, sections 5.5-5.7): launches against kernels."""
 import pytest
 
-from bufferbook.timing import (SimulatedDevice, benchmark, bytes_moved, count_kernels,
+from bufferbook.timing import (benchmark, bytes_moved, count_kernels,
                                graph_replay, kernel_names, kernel_time_s, launch_bound_report)
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
-
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close, sim
 
 
 def test_many_tiny_ops_are_launch_bound():

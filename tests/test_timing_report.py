@@ -3,11 +3,7 @@ import torch
 
 from bufferbook.timing import SimulatedDevice, format_table, run_header
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
+from simulated import sim
 
 
 def test_format_table_aligns_columns():

@@ -1,19 +1,11 @@
 """bufferbook.timing.timers (chapter 5, sections 5.1-5.2): from the naive timer to the lab's."""
 import time
 
-from bufferbook.timing import (SimulatedDevice, Timing, benchmark, benchmark_interleaved,
+from bufferbook.timing import (Timing, benchmark, benchmark_interleaved,
                                bytes_moved, compare_timers, naive_time, synchronized_time,
                                torch_benchmark_median)
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
-
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close, sim
 
 
 def test_naive_timing_of_a_big_op_reads_the_launch_cost():

@@ -4,9 +4,7 @@ import torch
 
 from bufferbook.timing import achieved_gbs, bytes_moved
 
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close
 
 
 def test_bytes_moved_counts_reads_and_writes_times_element_size():

@@ -2,19 +2,11 @@
 import pytest
 import torch
 
-from bufferbook.timing import (BufferUpdates, SimulatedDevice, bandwidth_rows, buffer_update_ops,
+from bufferbook.timing import (BufferUpdates, bandwidth_rows, buffer_update_ops,
                                bytes_moved, cpu_bandwidth_ops, indexed_update_ops,
                                out_of_place_ops, small_buffer_ops, timing_rows)
 
-
-def sim(**kw):
-    params = dict(launch_us=5.0, bandwidth_gbs=4000.0, kernel_floor_us=2.0)
-    params.update(kw)
-    return SimulatedDevice(**params)
-
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close, sim
 
 
 def test_buffer_updates_module_registers_its_buffer_and_updates_correctly():

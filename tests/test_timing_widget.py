@@ -2,9 +2,7 @@
 from bufferbook.timing import (is_launch_bound, launch_bound_picker, simulated_timings,
                                timings_alt)
 
-
-def close(a, b, tol=1e-9):
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+from simulated import close
 
 
 def test_simulated_timings_launch_bound_below_the_crossover_kernel_bound_above():

@@ -21,8 +21,10 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 
 from nbgrader.preprocessors import SaveAutoGrades
+from sqlalchemy.exc import SAWarning
 
 from . import report
 
@@ -194,7 +196,9 @@ def grade(job, context):
     converter = Autograde(coursedir=coursedir, config=config, log=logger)
     cwd = os.getcwd()
     try:
-        converter.start()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SAWarning)  # nbgrader's session warnings, each call
+            converter.start()
     except Exception as exc:  # noqa: BLE001 (reported to the coordinator, which retries)
         log.write(f"{type(exc).__name__}: {exc}\n")
     finally:
