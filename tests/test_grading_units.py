@@ -111,20 +111,6 @@ def test_hidden_cells_are_decided_by_probes_and_never_run_by_the_verdict_process
 
 # --- folders a student controls -----------------------------------------------------------------
 
-def make_deep_tree(folder, depth, links):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            deeper = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = deeper
-        for name, target in links.items():
-            os.symlink(target, name, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture
 def deep_tmp(tmp_path):
     """tmp_path, emptied by trees.remove_tree afterwards: pytest's own cleanup recurses and
@@ -143,7 +129,7 @@ def test_cleaning_moves_links_deep_trees_and_huge_files_out_and_loses_nothing(de
     (folder / "data" / "ok").mkdir(parents=True)
     (folder / "hw.ipynb").write_text("{}")
     (folder / "data" / "ok" / "table.csv").write_text("1,2\n")
-    make_deep_tree(folder, 3000, {"secret": secret})     # deeper than PATH_MAX allows by name
+    attacks.make_deep_tree(folder, 3000, {"secret": secret})     # deeper than PATH_MAX allows by name
     (folder / "notes.txt").symlink_to(secret)
     os.mkfifo(folder / "pipe")
     (folder / "big.bin").write_bytes(b"x" * 2048)
