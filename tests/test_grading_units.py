@@ -443,3 +443,27 @@ def test_probes_catch_every_planted_wrong_answer_for_every_seed(aid):
                 assert differs == {q}, f"{aid} {kind}, seed {seed}: {q}'s answer changed {differs}"
                 if kind == "HIDDEN_ONLY" and seed == 1:
                     assert visible_test_passes(nb, q, namespace), f"{aid}: {q} fails its visible test"
+
+
+def test_the_written_out_sgd_step_of_ch01_probes_is_torch_optim_sgd():
+    """ch01's verdicts.py steps parameters by hand (torch.optim would import torch._dynamo in
+    every verdict process): the values must be those torch.optim.SGD gives."""
+    spec = {"__name__": "verdicts"}
+    exec(compile((ROOT / "solutions" / "ch01_buffers" / "verdicts.py").read_text(),
+                 "verdicts.py", "exec"), spec)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        by_hand = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+        by_sgd = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+        by_sgd.load_state_dict(by_hand.state_dict())
+        x = torch.randn(5, 3)
+        for model in (by_hand, by_sgd):
+            model(x).pow(2).sum().backward()
+        by_hand[0].bias.grad = None  # a parameter without a gradient is left alone
+        by_sgd[0].bias.grad = None
+        start = by_hand[0].weight.detach().clone()
+        spec["sgd_step"](by_hand.parameters(), lr=0.5)
+        torch.optim.SGD(by_sgd.parameters(), lr=0.5).step()
+        assert not torch.equal(by_hand[0].weight, start), "the step moved the weight"
+        for key, value in by_sgd.state_dict().items():
+            assert torch.equal(by_hand.state_dict()[key], value), key
