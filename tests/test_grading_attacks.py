@@ -12,8 +12,9 @@ deleted test cells, invalid JSON. Each must score what attacks.expected_demo say
 point for a wrong answer), honest slips (deleted, duplicated and unknown cells, a notebook without
 metadata) keep full marks, no submission is dropped, the report names every flagged one, and the
 feedback pages run no script, load nothing from the network and show no hidden test. A run killed
-with kill -9 is resumed. Then every assignment in solutions/ gets a forger that hides its errors
-and patches torch over answers that fail only the hidden tests: it must get 0.
+with kill -9 is resumed. (Every assignment in solutions/ also gets a forger that hides its errors
+and patches torch over answers that fail only the hidden tests, graded with the assignment's
+other submissions in tests/test_grading_roundtrip.py: it must get 0.)
 
 Needs bubblewrap (scripts/system-deps.sh installs it); without it these tests skip, except under
 CI=true where they fail.
@@ -29,16 +30,14 @@ import sys
 import threading
 import time
 
-import jupytext
 import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from nbgrader_course import (ASSIGNMENTS, BIN, ROOT, active_content, answer_cell, nbgrader,
-                             planted_wrong_answers, scores, submit)
+from nbgrader_course import BIN, ROOT, active_content, nbgrader, scores
 from sandboxed_grading.report import escape
 from sandboxed_grading.sandbox import Sandbox
-from sandboxed_grading.verdicts import CheckVerdicts, probe_names, steps
+from sandboxed_grading.verdicts import CheckVerdicts
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "grading"))
 import attacks  # noqa: E402
@@ -174,7 +173,7 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
     slow_run = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={SLOW_TIMEOUT}"],
                                 cwd=slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     start = time.monotonic()
-    run = nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
+    nbgrader(course, "autograde", "demo", f"--Execute.timeout={TIMEOUT}", check=False)
     print(f"sandboxed autograde: {len(subs)} submissions in {time.monotonic() - start:.0f} s")
     slow_run.wait(timeout=600)
     listener.sock.close()
@@ -350,34 +349,3 @@ def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
     assert report["honest"]["demo"]["verdicts"] == {"q1": "pass", "q2": "pass", "q3": "pass"}
     assert "unsandboxed" in kinds(report["honest"])
     assert "| honest | demo | 5 / 5 | **NO** |" in markdown
-
-
-def test_forged_passes_lose_every_point_in_every_assignment(tmp_path, subtests):
-    """For every assignment in solutions/ (one course, one autograde call): the planted wrong
-    answers behind an AST transformer that swallows every error, and patched torch. The notebook's
-    own tests all pass, so only the assignment's verdicts.py can take the points away."""
-    require_sandbox()
-    assert ASSIGNMENTS, "no assignment found in solutions/"
-    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
-    for aid in ASSIGNMENTS:
-        shutil.copytree(ROOT / "solutions" / aid, tmp_path / "solutions" / aid)
-    nbgrader(tmp_path, "generate_assignment", "*", "--force")
-    for aid in ASSIGNMENTS:
-        forger = nbformat.read(tmp_path / "exercises" / aid / f"{aid}.ipynb", as_version=4)
-        for q, source in planted_wrong_answers(aid, "HIDDEN_ONLY").items():
-            answer_cell(forger, q).source = source
-        first = answer_cell(forger, "q1")
-        first.source = attacks.PAYLOADS["AST transformer"] + attacks.PAYLOADS["monkeypatched torch"] + first.source
-        submit(tmp_path, aid, "forger", forger)
-    run = nbgrader(tmp_path, "autograde", "*", f"--Execute.timeout={TIMEOUT}", check=False)
-    for aid in ASSIGNMENTS:
-        with subtests.test(msg=aid):
-            assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
-            assert planted_wrong_answers(aid), f"tests/planted/{aid}.py is missing"
-            got = scores(tmp_path, aid, ["forger"])["forger"]
-            assert sum(got.values()) == 0, f"{aid}: the forger kept {got}\n{run.stderr[-3000:]}"
-            entry = json.loads((tmp_path / "course" / "reports" / f"{aid}.json").read_text())["forger"][aid]
-            assert entry["verdicts"] and all(v != "pass" for v in entry["verdicts"].values()), entry
-            assert "rigged kernel" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
-
-

@@ -1,14 +1,18 @@
 """The instructor flow end to end with the real nbgrader CLI, in a temporary course.
 
-For every assignment in solutions/: the solution scores full marks on every autograded cell (the
-"predict and explain" answer waits for the instructor), the blank release scores 0, and the
-planted wrong answers (tests/planted/<assignment>.py), in two notebooks (odd and even questions),
-lose exactly their questions' points.
+For every assignment in solutions/, in one autograde call: the solution scores full marks on every
+autograded cell (the "predict and explain" answer waits for the instructor), the blank release
+scores 0, the planted wrong answers (tests/planted/<assignment>.py), in two notebooks (odd and
+even questions), lose exactly their questions' points, and a forger gets 0: the answers that fail
+only the hidden tests, behind an AST transformer that swallows every error and patched torch, so
+that the notebook's own tests all pass and only the assignment's verdicts.py can take the points
+away (flagged "rigged kernel"). Needs the grading sandbox, like every autograde here.
 For chapter 1 also: a syntax error, an infinite loop (the cell times out, grading finishes), a
 deleted test cell (restored and graded) and an invalid-JSON notebook (a clear error naming the
 file; the other students are still graded); then feedback and the CSV export, checked.
 """
 import csv
+import json
 import re
 import zipfile
 
@@ -16,12 +20,13 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from nbgrader_course import (ASSIGNMENTS, answer_cell, graded_cells, make_course, nbgrader,
-                             planted_wrong_answers, question_points, scores, solved_release,
-                             submit)
+from nbgrader_course import (ASSIGNMENTS, ROOT, _attacks, answer_cell, graded_cells, make_course,
+                             nbgrader, planted_wrong_answers, question_points, require_sandbox,
+                             scores, solved_release, submit)
 
 EDGE_CASE_ASSIGNMENT = "ch01_buffers"
 CELL_TIMEOUT = 15  # seconds per cell in these tests; the course default is in nbgrader_config.py
+LOOP_TIMEOUT = 8   # for the course with an endless loop (its honest cells need well under 1 s)
 
 
 
@@ -35,7 +40,9 @@ def manual_cells(nb):
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
-def test_solution_full_blank_zero_wrong_answers_lose_their_points(tmp_path, aid):
+def test_solution_full_blank_zero_wrong_answers_lose_their_points_forger_gets_zero(tmp_path, aid):
+    require_sandbox()
+    assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
     course = make_course(tmp_path, aid)
     source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
     manual = manual_cells(source)
@@ -58,9 +65,16 @@ def test_solution_full_blank_zero_wrong_answers_lose_their_points(tmp_path, aid)
         for q in group:
             answer_cell(nb, q).source = wrong[q]
         submit(course, aid, f"wrong-{name}", nb)
+    forger = nbformat.read(course / "exercises" / aid / f"{aid}.ipynb", as_version=4)
+    for q, wrong_source in planted_wrong_answers(aid, "HIDDEN_ONLY").items():
+        answer_cell(forger, q).source = wrong_source
+    payloads = _attacks().PAYLOADS
+    first = answer_cell(forger, "q1")
+    first.source = payloads["AST transformer"] + payloads["monkeypatched torch"] + first.source
+    submit(course, aid, "forger", forger)
 
-    nbgrader(course, "autograde", aid, f"--Execute.timeout={CELL_TIMEOUT}", check=False)
-    students = ["solution", "blank", *(f"wrong-{name}" for name in groups)]
+    run = nbgrader(course, "autograde", aid, f"--Execute.timeout={CELL_TIMEOUT}", check=False)
+    students = ["solution", "blank", *(f"wrong-{name}" for name in groups), "forger"]
     got = scores(course, aid, students)
     auto = {s: {gid: v for gid, v in got[s].items() if gid not in manual} for s in students}
 
@@ -70,10 +84,16 @@ def test_solution_full_blank_zero_wrong_answers_lose_their_points(tmp_path, aid)
         lost = {gid for gid, p in points.items() if auto[f"wrong-{name}"][gid] != p}
         assert lost == {g for g in points if g.split("_")[0] in group}, (
             f"wrong answers to {group} should lose exactly their tests, lost {sorted(lost)}")
+    assert sum(v or 0 for v in got["forger"].values()) == 0, (
+        f"the forger kept {got['forger']}\n{run.stderr[-3000:]}")
+    entry = json.loads((course / "course" / "reports" / f"{aid}.json").read_text())["forger"][aid]
+    assert entry["verdicts"] and all(v != "pass" for v in entry["verdicts"].values()), entry
+    assert "rigged kernel" in {f["kind"] for f in entry["flags"]}, "the notebook's own tests passed"
 
 
 @pytest.mark.skipif(EDGE_CASE_ASSIGNMENT not in ASSIGNMENTS, reason="chapter 1 assignment missing")
 def test_broken_submissions_feedback_and_export(tmp_path):
+    require_sandbox()
     aid = EDGE_CASE_ASSIGNMENT
     course = make_course(tmp_path, aid)
     source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
@@ -100,7 +120,7 @@ def test_broken_submissions_feedback_and_export(tmp_path):
     submit(course, aid, "deleted-test", deleted)
     submit(course, aid, "invalid-json", '{"cells": [ this is not json')
 
-    proc = nbgrader(course, "autograde", aid, f"--Execute.timeout={CELL_TIMEOUT}", check=False)
+    proc = nbgrader(course, "autograde", aid, f"--Execute.timeout={LOOP_TIMEOUT}", check=False)
     log = proc.stdout + proc.stderr
     assert re.search(r"error processing assignment.*invalid-json", log), "names the submission"
     assert "Notebook does not appear to be JSON" in log, "says what is wrong with it"

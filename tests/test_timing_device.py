@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bufferbook.timing import EVENT_NOT_READY, SimulatedDevice
+from bufferbook.timing import EVENT_NOT_READY
 
 from simulated import close, sim
 

@@ -1,5 +1,4 @@
 """bufferbook.timing.experiments (chapter 5, sections 5.3-5.6): updates timed into rows."""
-import torch
 
 from bufferbook.timing import (bandwidth_rows, buffer_update_ops,
                                copy_ceiling_gbs, out_of_place_rows, timing_rows)

@@ -1,7 +1,7 @@
 """bufferbook.timing.report (chapter 5): the run header and text tables."""
 import torch
 
-from bufferbook.timing import SimulatedDevice, format_table, run_header
+from bufferbook.timing import format_table, run_header
 
 from simulated import sim
 

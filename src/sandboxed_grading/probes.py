@@ -70,6 +70,9 @@ def main():
     results = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # what the cells print goes to stderr, never into the results
     run(request, results)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no interpreter shutdown: with torch loaded it costs ~0.6 s of CPU
 
 
 def run(request, results):
