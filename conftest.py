@@ -16,24 +16,25 @@ def _cuda_available():
     return torch.cuda.is_available()
 
 
-def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist, the cells of one notebook run on one worker, in order (they share a
-    kernel); every other test is scheduled on its own, so slow grading tests spread out."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class NotebookScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid):
-            path = nodeid.split("::", 1)[0]
-            return path if path.endswith(".ipynb") else nodeid
-
-    return NotebookScheduling(config, log)
-
-
 # The longest tests (each grades many notebooks in sandboxes, or drives a browser), started
 # first so that no worker is left running one of them alone at the end of the run.
 LONG_FIRST = ("tests/test_grading_attacks.py", "tests/test_grading_roundtrip.py",
               "tests/test_grading_parallel.py", "tests/test_browser.py",
               "tests/test_grading_postgres.py", "tests/test_grading_dask.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, the tests of one file run on one worker, in order: a notebook's cells
+    share a kernel, and a module's fixtures (a sample book, a DDP process group) are built once.
+    The long tests of LONG_FIRST are scheduled one by one, so that they spread out."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path in LONG_FIRST else path
+
+    return FileScheduling(config, log)
 
 
 def _start_order(item):
