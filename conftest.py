@@ -42,6 +42,23 @@ def _start_order(item):
     return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
 
 
+def pytest_configure(config):
+    """A folder the whole session shares (xdist workers inherit the variable): the grading tests
+    keep the demo assignment's reference verdicts there (tests/nbgrader_course.py)."""
+    if "BUFFERBOOK_TEST_SHARED" not in os.environ:
+        import tempfile
+        os.environ["BUFFERBOOK_TEST_SHARED"] = tempfile.mkdtemp(prefix="bufferbook-tests-")
+        config._bufferbook_shared = os.environ["BUFFERBOOK_TEST_SHARED"]
+
+
+def pytest_unconfigure(config):
+    shared = getattr(config, "_bufferbook_shared", None)
+    if shared:
+        import shutil
+        shutil.rmtree(shared, ignore_errors=True)
+        del os.environ["BUFFERBOOK_TEST_SHARED"]
+
+
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_start_order)  # stable: a notebook's cells keep their order
     if _cuda_available():

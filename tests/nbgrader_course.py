@@ -1,6 +1,7 @@
 """A temporary nbgrader course for tests: the repo's own nbgrader_config.py, a copy of one
 assignment's instructor source, and the real nbgrader CLI. Used by the grading tests and the
 release-sync test."""
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -30,7 +31,8 @@ def require(what, reason):
 
 def require_sandbox():
     from sandboxed_grading.sandbox import Sandbox
-    require("the grading sandbox", Sandbox().unavailable_reason())
+    reason = Sandbox().unavailable_reason()
+    require("the grading sandbox", reason and f"{reason} (run scripts/system-deps.sh as root)")
 
 
 def demo_course(path, db_url=None):
@@ -45,7 +47,42 @@ def demo_course(path, db_url=None):
     nbformat.write(attacks.demo_source(), path / "solutions" / "demo" / "demo.ipynb")
     shutil.copy(attacks.DEMO / "verdicts.py", path / "solutions" / "demo" / "verdicts.py")
     nbgrader(path, "generate_assignment", "demo", "--force")
+    share_demo_reference(path)
     return path
+
+
+# The demo courses of one test session share their verdict secret, so the demo's reference
+# verdicts (for cells timing out after DEMO_TIMEOUT s) are computed once per session, by the first
+# course that needs them, and copied into the others' course/verdict-cache, as a course that was
+# graded before holds them. Courses of the real assignments (make_course) keep their own secret,
+# written by the grader on first use.
+DEMO_SECRET = "0123456789abcdef" * 4
+DEMO_TIMEOUT = 30
+SHARED_ENV = "BUFFERBOOK_TEST_SHARED"  # a folder for the session (conftest.py makes it)
+
+
+def share_demo_reference(course):
+    state = course / "course"
+    state.mkdir(exist_ok=True)
+    secret = state / "verdict-secret"
+    secret.write_text(DEMO_SECRET)
+    secret.chmod(0o600)
+    shared = os.environ.get(SHARED_ENV)
+    if not shared or not os.path.isdir(shared):
+        return
+    cache = Path(shared) / "demo-verdict-cache"
+    with open(Path(shared) / "demo-verdict-cache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cache.is_dir():
+            compute = ("import sys; from sandboxed_grading import parallel; "
+                       "app = parallel._load('demo', sys.argv[1:]); "
+                       "parallel.prepare_reference(app.config, app.coursedir, 'demo', app.log)")
+            subprocess.run([sys.executable, "-c", compute, f"--Execute.timeout={DEMO_TIMEOUT}"],
+                           cwd=course, capture_output=True, timeout=600)
+            if (state / "verdict-cache").is_dir():
+                shutil.copytree(state / "verdict-cache", cache)
+            return
+    shutil.copytree(cache, state / "verdict-cache")
 
 
 def submit_demo(course, subs):

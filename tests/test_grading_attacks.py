@@ -22,7 +22,6 @@ CI=true where they fail.
 import json
 import os
 import re
-import shutil
 import stat
 import socket
 import subprocess
@@ -31,45 +30,18 @@ import threading
 import time
 
 import nbformat
-import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from nbgrader_course import BIN, ROOT, active_content, nbgrader, scores
+from nbgrader_course import (BIN, DEMO_TIMEOUT, ROOT, active_content, demo_course, nbgrader,
+                             require_sandbox, scores, submit_demo)
 from sandboxed_grading.report import escape
-from sandboxed_grading.sandbox import Sandbox
 from sandboxed_grading.verdicts import CheckVerdicts
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "grading"))
 import attacks  # noqa: E402
 
-TIMEOUT = 30        # seconds per cell for the demo batch (honest cells need far less)
+TIMEOUT = DEMO_TIMEOUT  # seconds per cell for the demo batch (honest cells need far less)
 SLOW_TIMEOUT = 8    # for the two submissions that never finish a cell
-
-
-def require_sandbox():
-    reason = Sandbox().unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must exercise the grading sandbox, but it cannot start: {reason}")
-    pytest.skip(f"grading sandbox unavailable: {reason} (run scripts/system-deps.sh as root)")
-
-
-def demo_course(path):
-    """A course like the repo's, with the demo assignment from tests/fixtures/grading/demo."""
-    (path / "solutions" / "demo").mkdir(parents=True)
-    shutil.copy(ROOT / "nbgrader_config.py", path)
-    nbformat.write(attacks.demo_source(), path / "solutions" / "demo" / "demo.ipynb")
-    shutil.copy(attacks.DEMO / "verdicts.py", path / "solutions" / "demo" / "verdicts.py")
-    nbgrader(path, "generate_assignment", "demo", "--force")
-    return path
-
-
-def submit_all(course, subs):
-    for student, (answers, edit) in subs.items():
-        attacks.write_submission(course, "demo", student, answers or {}, edit,
-                                 course / "exercises" / "demo" / "demo.ipynb",
-                                 course / "solutions" / "demo" / "demo.ipynb")
 
 
 def demo_scores(course, students):
@@ -167,8 +139,8 @@ def test_every_attack_on_the_demo_assignment(tmp_path, subtests):
     source_mode = stat.S_IMODE(source.stat().st_mode)
     subs, slow_subs = attacks.demo_submissions(listener.port), attacks.demo_slow_submissions()
     del subs["custom exception handler"]  # no effect even on stock nbgrader (compare_stock.py)
-    submit_all(course, subs)
-    submit_all(slow, slow_subs)
+    submit_demo(course, subs)
+    submit_demo(slow, slow_subs)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     slow_run = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={SLOW_TIMEOUT}"],
                                 cwd=slow, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -305,7 +277,7 @@ def test_a_killed_run_is_resumed(tmp_path):
     and says so (stock nbgrader skips it: its autograded folder exists)."""
     require_sandbox()
     course = demo_course(tmp_path)
-    submit_all(course, {"first": (attacks.demo_solutions(), None)})
+    submit_demo(course, {"first": (attacks.demo_solutions(), None)})
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.Popen([str(BIN / "nbgrader"), "autograde", "demo", f"--Execute.timeout={TIMEOUT}"],
                             cwd=course, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -328,7 +300,7 @@ def test_a_killed_run_is_resumed(tmp_path):
 def test_no_sandbox_refuses_unless_the_instructor_allows_it(tmp_path):
     require_sandbox()
     course = demo_course(tmp_path)
-    submit_all(course, {"honest": (attacks.demo_solutions(), None)})
+    submit_demo(course, {"honest": (attacks.demo_solutions(), None)})
     missing = "--Sandbox.bwrap=/nonexistent/bwrap"
     refused = nbgrader(course, "autograde", "demo", missing, check=False)
     assert refused.returncode != 0

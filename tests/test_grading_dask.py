@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from nbgrader_course import (_attacks, demo_course, gradebook_state, require, require_sandbox,
-                             submit_demo)
+from nbgrader_course import (DEMO_TIMEOUT, _attacks, demo_course, gradebook_state, require,
+                             require_sandbox, submit_demo)
 
 attacks = _attacks()
 
@@ -47,7 +47,7 @@ def test_a_dask_cluster_grades_without_the_course_folder(tmp_path, monkeypatch, 
 
     copy = shutil.copytree(course, tmp_path / "copy", symlinks=True)
     monkeypatch.chdir(copy)
-    app = parallel._load("demo", ["--Execute.timeout=30"])
+    app = parallel._load("demo", [f"--Execute.timeout={DEMO_TIMEOUT}"])
     context = worker.make_context(app.config, app.coursedir, "demo")
     job = {"student": "honest", "files": worker.pack_folder(copy / "course" / "submitted" /
                                                              "honest" / "demo")}
@@ -58,7 +58,7 @@ def test_a_dask_cluster_grades_without_the_course_folder(tmp_path, monkeypatch, 
     assert result["report"]["demo"]["state"]["verdicts_in"] == "the kernel's sandbox"
 
     monkeypatch.chdir(course)
-    app = parallel._load("demo", ["--Execute.timeout=30"])
+    app = parallel._load("demo", [f"--Execute.timeout={DEMO_TIMEOUT}"])
     assert parallel.Coordinator(app, lambda ctx: parallel.DaskWorkers(cluster, ctx)).run() == 0
     state = gradebook_state(f"sqlite:///{course / 'course' / 'gradebook.db'}", "demo", subs)
     for student in subs:

@@ -17,24 +17,15 @@ import sys
 
 import nbformat
 
-from nbgrader_course import (BIN, _attacks, demo_course, gradebook_state, grading, require_sandbox,
+from nbgrader_course import (BIN, DEMO_TIMEOUT, _attacks, demo_course, gradebook_state, grading, require_sandbox,
                              submit_demo)
 
 attacks = _attacks()
-TIMEOUT = "--Execute.timeout=30"
-SECRET = "0123456789abcdef" * 4
+TIMEOUT = f"--Execute.timeout={DEMO_TIMEOUT}"  # the demo courses' reference verdicts are for it
 
 
 def sqlite_url(course):
     return f"sqlite:///{course / 'course' / 'gradebook.db'}"
-
-
-def same_secret(*courses):
-    """The same verdict seeds in every course (course/verdict-secret, mode 0600)."""
-    for course in courses:
-        path = course / "course" / "verdict-secret"
-        path.write_text(SECRET)
-        path.chmod(0o600)
 
 
 def report_entries(course):
@@ -67,7 +58,7 @@ def test_parallel_grading_records_what_autograde_records(tmp_path):
             "suicide": ({**sol, "q2_answer": attacks.SUICIDE}, None),
             "invalid-json": (None, "invalid")}
     serial, parallel = demo_course(tmp_path / "serial"), demo_course(tmp_path / "parallel")
-    same_secret(serial, parallel)
+    # (demo courses share one verdict secret: the same seeds, so the same hidden-test verdicts)
     submit_demo(serial, subs)
     submit_demo(parallel, subs)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")

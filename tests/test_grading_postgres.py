@@ -22,12 +22,12 @@ import urllib.request
 import nbformat
 import pytest
 
-from nbgrader_course import (BIN, _attacks, demo_course, gradebook_state, grading, nbgrader,
-                             require, require_sandbox, submit_demo)
+from nbgrader_course import (BIN, DEMO_TIMEOUT, _attacks, demo_course, gradebook_state, grading,
+                             nbgrader, require, require_sandbox, submit_demo)
 from postgres_server import PostgresServer, PostgresUnavailable
 
 attacks = _attacks()
-TIMEOUT = "--Execute.timeout=30"
+TIMEOUT = f"--Execute.timeout={DEMO_TIMEOUT}"  # the demo courses' reference verdicts are for it
 
 
 @pytest.fixture(scope="module")
