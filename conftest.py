@@ -42,13 +42,16 @@ def _start_order(item):
     return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
 
 
+SHARED_ENV = "BUFFERBOOK_TEST_SHARED"  # read by tests/nbgrader_course.py
+
+
 def pytest_configure(config):
     """A folder the whole session shares (xdist workers inherit the variable): the grading tests
     keep the demo assignment's reference verdicts there (tests/nbgrader_course.py)."""
-    if "BUFFERBOOK_TEST_SHARED" not in os.environ:
+    if SHARED_ENV not in os.environ:
         import tempfile
-        os.environ["BUFFERBOOK_TEST_SHARED"] = tempfile.mkdtemp(prefix="bufferbook-tests-")
-        config._bufferbook_shared = os.environ["BUFFERBOOK_TEST_SHARED"]
+        os.environ[SHARED_ENV] = config._bufferbook_shared = tempfile.mkdtemp(
+            prefix="bufferbook-tests-")
 
 
 def pytest_unconfigure(config):
@@ -56,7 +59,7 @@ def pytest_unconfigure(config):
     if shared:
         import shutil
         shutil.rmtree(shared, ignore_errors=True)
-        del os.environ["BUFFERBOOK_TEST_SHARED"]
+        del os.environ[SHARED_ENV]
 
 
 def pytest_collection_modifyitems(config, items):
