@@ -17,8 +17,8 @@ import sys
 
 import nbformat
 
-from nbgrader_course import (BIN, DEMO_TIMEOUT, _attacks, demo_course, gradebook_state, grading, require_sandbox,
-                             submit_demo)
+from nbgrader_course import (BIN, DEMO_TIMEOUT, _attacks, demo_course, gradebook_state, grading,
+                             require_sandbox, submit_demo)
 
 attacks = _attacks()
 TIMEOUT = f"--Execute.timeout={DEMO_TIMEOUT}"  # the demo courses' reference verdicts are for it

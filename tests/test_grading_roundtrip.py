@@ -42,7 +42,8 @@ def manual_cells(nb):
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_solution_full_blank_zero_wrong_answers_lose_their_points_forger_gets_zero(tmp_path, aid):
     require_sandbox()
-    assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), f"solutions/{aid}/verdicts.py is missing"
+    assert (ROOT / "solutions" / aid / "verdicts.py").is_file(), (
+        f"solutions/{aid}/verdicts.py is missing")
     course = make_course(tmp_path, aid)
     source = nbformat.read(course / "solutions" / aid / f"{aid}.ipynb", as_version=4)
     manual = manual_cells(source)

@@ -384,12 +384,18 @@ def test_instructor_tools_are_hidden_from_students(tmp_path):
 
 # --- every assignment's probes, without the sandbox ---------------------------------------------
 
+def load_verdicts(spec):
+    """The namespace of a verdicts.py source, as the verdict process builds it (trusted code)."""
+    namespace = {"__name__": "verdicts"}
+    exec(compile(spec, "verdicts.py", "exec"), namespace)
+    return namespace
+
+
 def run_here(cells, spec, probes, seed):
     """The verdict process's work, in this process (trusted code only: the reference solution and
     the planted answers): run the cells, then each probe; {question: encoded result or error}."""
     namespace, results = {"__name__": "__main__"}, {}
-    spec_namespace = {"__name__": "verdicts"}
-    exec(compile(spec, "verdicts.py", "exec"), spec_namespace)
+    spec_namespace = load_verdicts(spec)
     for step in steps(cells, probes, {q: seed + i for i, q in enumerate(probes)}):
         with contextlib.redirect_stdout(io.StringIO()):
             if "cell" in step:
@@ -448,9 +454,7 @@ def test_probes_catch_every_planted_wrong_answer_for_every_seed(aid):
 def test_the_written_out_sgd_step_of_ch01_probes_is_torch_optim_sgd():
     """ch01's verdicts.py steps parameters by hand (torch.optim would import torch._dynamo in
     every verdict process): the values must be those torch.optim.SGD gives."""
-    spec = {"__name__": "verdicts"}
-    exec(compile((ROOT / "solutions" / "ch01_buffers" / "verdicts.py").read_text(),
-                 "verdicts.py", "exec"), spec)
+    spec = load_verdicts((ROOT / "solutions" / "ch01_buffers" / "verdicts.py").read_text())
     for seed in range(3):
         torch.manual_seed(seed)
         by_hand = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
