@@ -12,6 +12,8 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
+import warm_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir()
@@ -44,6 +46,8 @@ def demo_course(path, db_url=None):
     if db_url:
         config += f"\nc.CourseDirectory.db_url = {db_url!r}\n"
     (path / "nbgrader_config.py").write_text(config)
+    if not db_url:
+        empty_gradebook(path)
     nbformat.write(attacks.demo_source(), path / "solutions" / "demo" / "demo.ipynb")
     shutil.copy(attacks.DEMO / "verdicts.py", path / "solutions" / "demo" / "verdicts.py")
     nbgrader(path, "generate_assignment", "demo", "--force")
@@ -85,6 +89,30 @@ def share_demo_reference(course):
     shutil.copytree(cache, state / "verdict-cache")
 
 
+def empty_gradebook(course):
+    """Put an empty SQLite gradebook (nbgrader's tables and alembic version, no course data)
+    where the course's config looks for it. nbgrader makes one on a course's first command by
+    running `alembic heads` in a subprocess (1.5 s of CPU); here it is made once per session."""
+    shared = os.environ.get(SHARED_ENV)
+    if not shared or not os.path.isdir(shared):
+        return
+    template = Path(shared) / "empty-gradebook.db"
+    with open(Path(shared) / "empty-gradebook.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.is_file():
+            partial = template.with_suffix(".partial")
+            path = os.environ["PATH"]
+            os.environ["PATH"] = f"{BIN}{os.pathsep}{path}"  # where nbgrader finds alembic
+            try:
+                with Gradebook(f"sqlite:///{partial}"):
+                    pass
+            finally:
+                os.environ["PATH"] = path
+            partial.rename(template)
+    (course / "course").mkdir(exist_ok=True)
+    shutil.copyfile(template, course / "course" / "gradebook.db")
+
+
 def submit_demo(course, subs):
     """Write demo submissions: {student: (answers by grade id, edit)} (see attacks.py)."""
     attacks = _attacks()
@@ -103,10 +131,10 @@ def _attacks():
 
 
 def grading(course, *args, env=None, timeout=900):
-    """Run the parallel grader (python -m sandboxed_grading.parallel) in ``course``."""
+    """Run the parallel grader (python -m sandboxed_grading.parallel) in ``course``, as
+    tests/warm_cli.py runs it."""
     env = dict(os.environ if env is None else env, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([sys.executable, "-m", "sandboxed_grading.parallel", *args], cwd=course,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return warm_cli.run(course, ["-m", "sandboxed_grading.parallel", *args], env, timeout)
 
 
 def gradebook_state(db_url, assignment, students):
@@ -133,10 +161,10 @@ def gradebook_state(db_url, assignment, students):
 
 
 def nbgrader(course, *args, check=True):
-    """Run the nbgrader CLI in ``course`` (which holds its own copy of nbgrader_config.py)."""
+    """Run the nbgrader CLI in ``course`` (which holds its own copy of nbgrader_config.py), as
+    tests/warm_cli.py runs it."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = warm_cli.run(course, [str(BIN / "nbgrader"), *args], env, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -148,6 +176,7 @@ def make_course(tmp_path, aid):
     course.mkdir()
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions" / aid, course / "solutions" / aid)
+    empty_gradebook(course)
     nbgrader(course, "generate_assignment", aid, "--force")
     return course
 
