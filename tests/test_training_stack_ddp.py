@@ -158,6 +158,9 @@ def test_a_failing_rank_raises_in_the_caller_and_leaves_nothing_behind():
 def test_an_interrupted_caller_ends_both_ranks():
     """Interrupting the kernel (SIGINT, KeyboardInterrupt) while the ranks run ends them."""
     files_before, _ = _leftovers()
+    # SIGINT raises KeyboardInterrupt, as in a kernel, even where this process was started with
+    # SIGINT ignored (a shell's background job: the test would then wait out the minute)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     started = time.perf_counter()
@@ -166,6 +169,7 @@ def test_an_interrupted_caller_ends_both_ranks():
             run_two_ranks(sleep_a_minute)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, inherited)
     assert time.perf_counter() - started < 30
     files_after, children = _leftovers()
     assert files_after <= files_before and children == []
