@@ -26,8 +26,12 @@ LONG_FIRST = ("tests/test_grading_attacks.py", "tests/test_grading_roundtrip.py"
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist, the tests of one file run on one worker, in order: a notebook's cells
     share a kernel, and a module's fixtures (a sample book, a DDP process group) are built once.
-    The long tests of LONG_FIRST are scheduled one by one, so that they spread out."""
+    The long tests of LONG_FIRST are scheduled one by one, so that they spread out, and first:
+    xdist would otherwise hand out the files with the most tests first (--loadscope-reorder),
+    which puts every one-test scope, the longest ones among them, at the end of the run."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
 
     class FileScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid):
