@@ -65,52 +65,62 @@ DEMO_TIMEOUT = 30
 SHARED_ENV = "BUFFERBOOK_TEST_SHARED"  # a folder for the session (conftest.py makes it)
 
 
+def once_per_session(name, make):
+    """The path of ``name`` in the session's shared folder, made by ``make(path)`` for the first
+    caller (the others, in any xdist worker, wait on a lock); None outside a test session, or
+    when ``make`` made nothing."""
+    shared = os.environ.get(SHARED_ENV)
+    if not shared or not os.path.isdir(shared):
+        return None
+    path = Path(shared) / name
+    with open(Path(shared) / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            make(path)
+    return path if path.exists() else None
+
+
 def share_demo_reference(course):
     state = course / "course"
     state.mkdir(exist_ok=True)
     secret = state / "verdict-secret"
     secret.write_text(DEMO_SECRET)
     secret.chmod(0o600)
-    shared = os.environ.get(SHARED_ENV)
-    if not shared or not os.path.isdir(shared):
-        return
-    cache = Path(shared) / "demo-verdict-cache"
-    with open(Path(shared) / "demo-verdict-cache.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not cache.is_dir():
-            compute = ("import sys; from sandboxed_grading import parallel; "
-                       "app = parallel._load('demo', sys.argv[1:]); "
-                       "parallel.prepare_reference(app.config, app.coursedir, 'demo', app.log)")
-            subprocess.run([sys.executable, "-c", compute, f"--Execute.timeout={DEMO_TIMEOUT}"],
-                           cwd=course, capture_output=True, timeout=600)
-            if (state / "verdict-cache").is_dir():
-                shutil.copytree(state / "verdict-cache", cache)
-            return
-    shutil.copytree(cache, state / "verdict-cache")
+
+    def compute(cache):
+        code = ("import sys; from sandboxed_grading import parallel; "
+                "app = parallel._load('demo', sys.argv[1:]); "
+                "parallel.prepare_reference(app.config, app.coursedir, 'demo', app.log)")
+        subprocess.run([sys.executable, "-c", code, f"--Execute.timeout={DEMO_TIMEOUT}"],
+                       cwd=course, capture_output=True, timeout=600)
+        if (state / "verdict-cache").is_dir():
+            shutil.copytree(state / "verdict-cache", cache)
+
+    cache = once_per_session("demo-verdict-cache", compute)
+    if cache is not None and not (state / "verdict-cache").exists():
+        shutil.copytree(cache, state / "verdict-cache")
 
 
 def empty_gradebook(course):
     """Put an empty SQLite gradebook (nbgrader's tables and alembic version, no course data)
     where the course's config looks for it. nbgrader makes one on a course's first command by
     running `alembic heads` in a subprocess (1.5 s of CPU); here it is made once per session."""
-    shared = os.environ.get(SHARED_ENV)
-    if not shared or not os.path.isdir(shared):
-        return
-    template = Path(shared) / "empty-gradebook.db"
-    with open(Path(shared) / "empty-gradebook.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not template.is_file():
-            partial = template.with_suffix(".partial")
-            path = os.environ["PATH"]
-            os.environ["PATH"] = f"{BIN}{os.pathsep}{path}"  # where nbgrader finds alembic
-            try:
-                with Gradebook(f"sqlite:///{partial}"):
-                    pass
-            finally:
-                os.environ["PATH"] = path
-            partial.rename(template)
-    (course / "course").mkdir(exist_ok=True)
-    shutil.copyfile(template, course / "course" / "gradebook.db")
+
+    def make(template):
+        partial = template.with_suffix(".partial")
+        path = os.environ["PATH"]
+        os.environ["PATH"] = f"{BIN}{os.pathsep}{path}"  # where nbgrader finds alembic
+        try:
+            with Gradebook(f"sqlite:///{partial}"):
+                pass
+        finally:
+            os.environ["PATH"] = path
+        partial.rename(template)
+
+    template = once_per_session("empty-gradebook.db", make)
+    if template is not None:
+        (course / "course").mkdir(exist_ok=True)
+        shutil.copyfile(template, course / "course" / "gradebook.db")
 
 
 def submit_demo(course, subs):
