@@ -1,6 +1,6 @@
 """A temporary nbgrader course for tests: the repo's own nbgrader_config.py, a copy of one
-assignment's instructor source, and the real nbgrader CLI. Used by the grading tests and the
-release-sync test."""
+assignment's instructor source, and the real nbgrader CLI (its `main()`, forked from a process that
+imported it once: tests/warm_cli.py). Used by the grading tests and the release-sync test."""
 import fcntl
 import importlib.util
 import os
