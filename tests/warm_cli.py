@@ -9,7 +9,8 @@ config loading, sandboxes and subprocesses are what `bin/nbgrader` runs; only th
 shared. Output goes to files and comes back as a `subprocess.CompletedProcess`.
 
 Tests that kill or interrupt a run, or run one beside another, start the real executable with
-`subprocess.Popen` instead (tests/test_grading_attacks.py, test_grading_parallel.py).
+`subprocess.Popen` instead (tests/test_grading_attacks.py, test_grading_parallel.py,
+test_grading_postgres.py).
 """
 import multiprocessing
 import os
@@ -44,13 +45,13 @@ def _run(cwd, argv, env, out, err):
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     for fd, path in ((1, out), (2, err)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_TRUNC), fd)
-    sys.argv = list(argv)
     status = 0
     try:
         if argv[0] == "-m":
-            sys.argv = argv[1:]
+            sys.argv = argv[1:]  # run_module puts the module's path in sys.argv[0]
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         else:
+            sys.argv = list(argv)
             from nbgrader.apps.nbgraderapp import main
             status = _exit_status(main())
     except SystemExit as exc:
